@@ -1,0 +1,466 @@
+//! Authenticating webhook requests: `X-api-key` and `X-Payload-Signature`.
+//!
+//! The vendor documents `X-Payload-Signature` as carrying the shared secret itself; senders
+//! that sign send an HMAC-SHA256 of the raw body instead. Both are accepted. Every
+//! comparison is constant-time, and no secret is ever formatted: [`Authenticator`] keeps
+//! only digests and keyed HMAC states, and its `Debug` prints counts.
+
+use std::fmt;
+
+use base64::Engine as _;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use hmac::{Hmac, Mac};
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+pub const API_KEY_HEADER: &str = "x-api-key";
+pub const SIGNATURE_HEADER: &str = "x-payload-signature";
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Standard base64, with or without padding.
+const BASE64: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+/// Why a request is not authenticated. Every variant is a `401`; the text says which header
+/// to fix and never echoes what was sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("send {0}")]
+    Missing(&'static str),
+    #[error("the {0} header was sent more than once")]
+    Duplicate(&'static str),
+    #[error("the {0} header is empty")]
+    Empty(&'static str),
+    #[error("the X-api-key header does not match any configured API key")]
+    WrongApiKey,
+    #[error(
+        "the X-Payload-Signature header is neither a configured shared secret nor an HMAC-SHA256 of the body under one"
+    )]
+    WrongSignature,
+}
+
+impl AuthError {
+    /// A stable label for logs and metrics.
+    #[must_use]
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::Missing(_) => "missing",
+            Self::Duplicate(_) => "duplicate_header",
+            Self::Empty(_) => "empty_header",
+            Self::WrongApiKey => "wrong_api_key",
+            Self::WrongSignature => "wrong_signature",
+        }
+    }
+}
+
+/// How a request was authenticated, for the request log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMethod {
+    ApiKey,
+    SharedSecret,
+    Hmac,
+    /// `BRIDGE_ALLOW_UNAUTHENTICATED=true` and no credential configured.
+    Unauthenticated,
+}
+
+impl AuthMethod {
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ApiKey => "api_key",
+            Self::SharedSecret => "shared_secret",
+            Self::Hmac => "hmac",
+            Self::Unauthenticated => "none",
+        }
+    }
+}
+
+/// The credential headers of one request, read once.
+#[derive(Clone, Copy, Default)]
+pub struct Presented<'a> {
+    api_key: Option<&'a [u8]>,
+    signature: Option<&'a [u8]>,
+}
+
+impl fmt::Debug for Presented<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Presented")
+            .field("api_key", &self.api_key.map(|_| "[redacted]"))
+            .field("signature", &self.signature.map(|_| "[redacted]"))
+            .finish()
+    }
+}
+
+impl<'a> Presented<'a> {
+    /// Reads both headers, refusing duplicates and empty values.
+    pub fn from_headers(
+        headers: &'a actix_web::http::header::HeaderMap,
+    ) -> Result<Self, AuthError> {
+        Ok(Self {
+            api_key: single(headers, API_KEY_HEADER, "X-api-key")?,
+            signature: single(headers, SIGNATURE_HEADER, "X-Payload-Signature")?,
+        })
+    }
+}
+
+fn single<'a>(
+    headers: &'a actix_web::http::header::HeaderMap,
+    name: &str,
+    display: &'static str,
+) -> Result<Option<&'a [u8]>, AuthError> {
+    let mut values = headers.get_all(name);
+    let Some(first) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(AuthError::Duplicate(display));
+    }
+    let value = first.as_bytes().trim_ascii();
+    if value.is_empty() {
+        return Err(AuthError::Empty(display));
+    }
+    Ok(Some(value))
+}
+
+/// One shared secret, kept as what the checks need and nothing printable.
+#[derive(Clone)]
+struct SharedSecret {
+    /// SHA-256 of the secret, compared in constant time with the header's SHA-256, so the
+    /// comparison does not depend on where the two first differ nor on their lengths.
+    digest: [u8; 32],
+    /// An HMAC state already keyed with the secret; cloned per request.
+    mac: HmacSha256,
+}
+
+/// Checks credentials against the configured secrets and keys.
+#[derive(Clone)]
+pub struct Authenticator {
+    secrets: Vec<SharedSecret>,
+    api_keys: Vec<[u8; 32]>,
+    allow_unauthenticated: bool,
+}
+
+impl fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("shared_secrets", &self.secrets.len())
+            .field("api_keys", &self.api_keys.len())
+            .field("allow_unauthenticated", &self.allow_unauthenticated)
+            .finish()
+    }
+}
+
+/// The checks that remain once the headers are seen, needing the body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pending {
+    Done(AuthMethod),
+    /// The API key (if one was sent) matched; the signature still needs the body.
+    Signature,
+}
+
+impl Authenticator {
+    #[must_use]
+    pub fn new(
+        shared_secrets: &[SecretString],
+        api_keys: &[SecretString],
+        allow_unauthenticated: bool,
+    ) -> Self {
+        let secrets = shared_secrets
+            .iter()
+            .map(|s| {
+                let bytes = s.expose_secret().as_bytes();
+                SharedSecret {
+                    digest: Sha256::digest(bytes).into(),
+                    mac: HmacSha256::new_from_slice(bytes).expect("HMAC takes keys of any length"),
+                }
+            })
+            .collect();
+        let api_keys = api_keys
+            .iter()
+            .map(|k| Sha256::digest(k.expose_secret().as_bytes()).into())
+            .collect();
+        Self {
+            secrets,
+            api_keys,
+            allow_unauthenticated,
+        }
+    }
+
+    /// True when requests are let through without any credential.
+    #[must_use]
+    pub fn is_open(&self) -> bool {
+        self.allow_unauthenticated && self.secrets.is_empty() && self.api_keys.is_empty()
+    }
+
+    /// The checks that need no body: called before the body is read, so a request without
+    /// valid headers costs no body buffering.
+    ///
+    /// Each header of a configured kind must be valid, and at least one must be there.
+    /// A header of a kind that is not configured is ignored.
+    pub fn check_headers(&self, presented: &Presented<'_>) -> Result<Pending, AuthError> {
+        if self.is_open() {
+            return Ok(Pending::Done(AuthMethod::Unauthenticated));
+        }
+        let api_key = presented.api_key.filter(|_| !self.api_keys.is_empty());
+        let signature = presented.signature.filter(|_| !self.secrets.is_empty());
+        if api_key.is_none() && signature.is_none() {
+            return Err(AuthError::Missing(self.expected_headers()));
+        }
+        if let Some(key) = api_key {
+            let digest: [u8; 32] = Sha256::digest(key).into();
+            let matched = self
+                .api_keys
+                .iter()
+                .fold(subtle::Choice::from(0), |acc, k| acc | k.ct_eq(&digest));
+            if !bool::from(matched) {
+                return Err(AuthError::WrongApiKey);
+            }
+        }
+        match signature {
+            None => Ok(Pending::Done(AuthMethod::ApiKey)),
+            Some(_) => Ok(Pending::Signature),
+        }
+    }
+
+    /// Finishes authentication with the body, for requests that carry a signature.
+    pub fn check_body(
+        &self,
+        presented: &Presented<'_>,
+        pending: Pending,
+        body: &[u8],
+    ) -> Result<AuthMethod, AuthError> {
+        match (pending, presented.signature) {
+            (Pending::Done(method), _) => Ok(method),
+            (Pending::Signature, Some(value)) => self.verify_signature(value, body),
+            (Pending::Signature, None) => Err(AuthError::WrongSignature),
+        }
+    }
+
+    fn verify_signature(&self, value: &[u8], body: &[u8]) -> Result<AuthMethod, AuthError> {
+        // The shared secret itself, as the vendor documents.
+        let digest: [u8; 32] = Sha256::digest(value).into();
+        let raw = self.secrets.iter().fold(subtle::Choice::from(0), |acc, s| {
+            acc | s.digest.ct_eq(&digest)
+        });
+        if bool::from(raw) {
+            return Ok(AuthMethod::SharedSecret);
+        }
+        // An HMAC-SHA256 of the body: hex (any case) or base64, optionally `sha256=`-prefixed.
+        let encoded = strip_prefix_ignore_case(value, b"sha256=").unwrap_or(value);
+        let Some(tag) = decode_tag(encoded) else {
+            return Err(AuthError::WrongSignature);
+        };
+        for secret in &self.secrets {
+            let mut mac = secret.mac.clone();
+            mac.update(body);
+            if mac.verify_slice(&tag).is_ok() {
+                return Ok(AuthMethod::Hmac);
+            }
+        }
+        Err(AuthError::WrongSignature)
+    }
+
+    fn expected_headers(&self) -> &'static str {
+        match (self.api_keys.is_empty(), self.secrets.is_empty()) {
+            (false, false) => "an X-api-key or X-Payload-Signature header",
+            (false, true) => "an X-api-key header",
+            _ => "an X-Payload-Signature header",
+        }
+    }
+}
+
+fn strip_prefix_ignore_case<'a>(value: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
+    (value.len() >= prefix.len() && value[..prefix.len()].eq_ignore_ascii_case(prefix))
+        .then(|| &value[prefix.len()..])
+}
+
+/// A 32-byte tag from 64 hex digits or from base64.
+fn decode_tag(encoded: &[u8]) -> Option<[u8; 32]> {
+    let mut tag = [0u8; 32];
+    if encoded.len() == 64 && hex::decode_to_slice(encoded, &mut tag).is_ok() {
+        return Some(tag);
+    }
+    let decoded = BASE64.decode(encoded).ok()?;
+    tag.copy_from_slice(decoded.get(..32).filter(|_| decoded.len() == 32)?);
+    Some(tag)
+}
+
+/// The value a signing sender puts in `X-Payload-Signature`: lowercase hex HMAC-SHA256.
+#[must_use]
+pub fn sign(secret: &[u8], body: &[u8]) -> String {
+    let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC takes keys of any length");
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+
+    const BODY: &[u8] = br#"{"msg_id":"1"}"#;
+
+    fn secrets(values: &[&str]) -> Vec<SecretString> {
+        values.iter().map(|v| SecretString::from(*v)).collect()
+    }
+
+    fn auth() -> Authenticator {
+        Authenticator::new(
+            &secrets(&["old-secret", "new-secret"]),
+            &secrets(&["key-1", "key-2"]),
+            false,
+        )
+    }
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(
+                HeaderName::from_static(name),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        map
+    }
+
+    fn check(a: &Authenticator, pairs: &[(&'static str, &str)]) -> Result<AuthMethod, AuthError> {
+        let map = headers(pairs);
+        let presented = Presented::from_headers(&map)?;
+        let pending = a.check_headers(&presented)?;
+        a.check_body(&presented, pending, BODY)
+    }
+
+    fn hmac_bytes(secret: &str) -> Vec<u8> {
+        hex::decode(sign(secret.as_bytes(), BODY)).unwrap()
+    }
+
+    #[test]
+    fn every_documented_form_passes() {
+        let a = auth();
+        let hex_sig = sign(b"new-secret", BODY);
+        let b64 = base64::engine::general_purpose::STANDARD.encode(hmac_bytes("old-secret"));
+        for (value, method) in [
+            ("old-secret".to_owned(), AuthMethod::SharedSecret),
+            ("new-secret".to_owned(), AuthMethod::SharedSecret),
+            (hex_sig.clone(), AuthMethod::Hmac),
+            (hex_sig.to_uppercase(), AuthMethod::Hmac),
+            (format!("sha256={hex_sig}"), AuthMethod::Hmac),
+            (format!("SHA256={hex_sig}"), AuthMethod::Hmac),
+            (b64.clone(), AuthMethod::Hmac),
+            (b64.trim_end_matches('=').to_owned(), AuthMethod::Hmac),
+            (format!("sha256={b64}"), AuthMethod::Hmac),
+        ] {
+            assert_eq!(
+                check(&a, &[(SIGNATURE_HEADER, &value)]),
+                Ok(method),
+                "{value}"
+            );
+        }
+        assert_eq!(
+            check(&a, &[(API_KEY_HEADER, "key-1")]),
+            Ok(AuthMethod::ApiKey)
+        );
+        assert_eq!(
+            check(&a, &[(API_KEY_HEADER, "key-2")]),
+            Ok(AuthMethod::ApiKey)
+        );
+        assert_eq!(
+            check(
+                &a,
+                &[(API_KEY_HEADER, "key-2"), (SIGNATURE_HEADER, "old-secret")]
+            ),
+            Ok(AuthMethod::SharedSecret)
+        );
+    }
+
+    #[test]
+    fn wrong_missing_duplicate_and_empty_credentials_fail() {
+        let a = auth();
+        let other = sign(b"other", BODY);
+        for (pairs, expected) in [
+            (
+                vec![],
+                AuthError::Missing("an X-api-key or X-Payload-Signature header"),
+            ),
+            (vec![(API_KEY_HEADER, "key-3")], AuthError::WrongApiKey),
+            (vec![(API_KEY_HEADER, "key-1x")], AuthError::WrongApiKey),
+            (
+                vec![(SIGNATURE_HEADER, "old-secre")],
+                AuthError::WrongSignature,
+            ),
+            (
+                vec![(SIGNATURE_HEADER, other.as_str())],
+                AuthError::WrongSignature,
+            ),
+            (
+                vec![(SIGNATURE_HEADER, "sha256=")],
+                AuthError::WrongSignature,
+            ),
+            (
+                vec![(API_KEY_HEADER, "key-1"), (SIGNATURE_HEADER, "nope")],
+                AuthError::WrongSignature,
+            ),
+            (
+                vec![(API_KEY_HEADER, "nope"), (SIGNATURE_HEADER, "old-secret")],
+                AuthError::WrongApiKey,
+            ),
+            (
+                vec![(API_KEY_HEADER, "key-1"), (API_KEY_HEADER, "key-1")],
+                AuthError::Duplicate("X-api-key"),
+            ),
+            (
+                vec![(SIGNATURE_HEADER, "  ")],
+                AuthError::Empty("X-Payload-Signature"),
+            ),
+        ] {
+            assert_eq!(check(&a, &pairs), Err(expected), "{pairs:?}");
+        }
+        // A signature over another body fails.
+        let map = headers(&[(SIGNATURE_HEADER, &sign(b"new-secret", BODY))]);
+        let p = Presented::from_headers(&map).unwrap();
+        let pending = a.check_headers(&p).unwrap();
+        assert_eq!(
+            a.check_body(&p, pending, b"{}"),
+            Err(AuthError::WrongSignature)
+        );
+    }
+
+    #[test]
+    fn unconfigured_kinds_are_ignored_and_open_mode_needs_nothing() {
+        let keys_only = Authenticator::new(&[], &secrets(&["k"]), false);
+        assert_eq!(
+            check(
+                &keys_only,
+                &[(SIGNATURE_HEADER, "anything"), (API_KEY_HEADER, "k")]
+            ),
+            Ok(AuthMethod::ApiKey)
+        );
+        assert_eq!(
+            check(&keys_only, &[(SIGNATURE_HEADER, "anything")]),
+            Err(AuthError::Missing("an X-api-key header"))
+        );
+        let open = Authenticator::new(&[], &[], true);
+        assert!(open.is_open());
+        assert_eq!(check(&open, &[]), Ok(AuthMethod::Unauthenticated));
+        // The flag does not switch off credentials that are configured.
+        let both = Authenticator::new(&[], &secrets(&["k"]), true);
+        assert!(!both.is_open());
+        assert!(check(&both, &[]).is_err());
+    }
+
+    #[test]
+    fn debug_output_holds_no_secret() {
+        let a = auth();
+        let text = format!("{a:?}");
+        for secret in ["old-secret", "new-secret", "key-1", "key-2"] {
+            assert!(!text.contains(secret), "{text}");
+        }
+        let map = headers(&[(API_KEY_HEADER, "key-1")]);
+        let p = Presented::from_headers(&map).unwrap();
+        assert!(!format!("{p:?}").contains("key-1"));
+    }
+}

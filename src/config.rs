@@ -1,0 +1,520 @@
+//! Configuration: defaults, then an optional TOML file, then `BRIDGE_*` environment
+//! variables (the environment wins). Validated once at start-up into [`Config`], whose
+//! fields can only hold usable values; every error names the setting it is about.
+//!
+//! In the file, a setting's key is its variable's name without `BRIDGE_`, in lower case
+//! (`queue_url`, `api_keys`, ...); lists may be TOML arrays or comma-separated strings.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+use crate::dedup::DedupMode;
+use crate::event::{EventSetupId, MAX_BODY_BYTES};
+
+/// Every setting the bridge reads, as its environment variable.
+pub const SETTINGS: &[&str] = &[
+    "BRIDGE_QUEUE_URL",
+    "BRIDGE_EVENT_SETUP_ID",
+    "BRIDGE_SHARED_SECRETS",
+    "BRIDGE_API_KEYS",
+    "BRIDGE_ALLOW_UNAUTHENTICATED",
+    "BRIDGE_LISTEN",
+    "BRIDGE_PATH",
+    "BRIDGE_MAX_BODY_BYTES",
+    "BRIDGE_DEDUP",
+    "BRIDGE_FORWARD_TIMEOUT_MS",
+    "BRIDGE_LOG_FORMAT",
+    "BRIDGE_SHUTDOWN_TIMEOUT_S",
+    "BRIDGE_WORKERS",
+    "BRIDGE_MAX_IN_FLIGHT",
+    "BRIDGE_BODY_READ_TIMEOUT_MS",
+];
+
+/// A setting that can't be used, and why. The value itself is never shown: it may be a
+/// secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{setting}: {problem}")]
+pub struct ConfigError {
+    pub setting: String,
+    pub problem: String,
+}
+
+impl ConfigError {
+    fn new(setting: impl Into<String>, problem: impl Into<String>) -> Self {
+        Self {
+            setting: setting.into(),
+            problem: problem.into(),
+        }
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The validated configuration.
+#[derive(Clone)]
+pub struct Config {
+    /// The FIFO queue's URL (ends in `.fifo`).
+    pub queue_url: String,
+    /// Group for events that carry no `MessageGroupId`; `None` means every event must.
+    pub event_setup_id: Option<EventSetupId>,
+    pub shared_secrets: Vec<SecretString>,
+    pub api_keys: Vec<SecretString>,
+    /// Only meaningful with no credential configured: lets every request through.
+    pub allow_unauthenticated: bool,
+    pub listen: SocketAddr,
+    /// The webhook's path; starts with `/`.
+    pub path: String,
+    pub max_body_bytes: usize,
+    pub dedup: DedupMode,
+    /// The whole time SQS gets for one message, retries included.
+    pub forward_timeout: Duration,
+    pub log_format: LogFormat,
+    /// How long in-flight requests get to finish after SIGTERM.
+    pub shutdown_timeout: Duration,
+    /// HTTP worker threads.
+    pub workers: usize,
+    /// Forwards allowed at once; beyond, `503` at once instead of queueing in memory.
+    pub max_in_flight: usize,
+    /// How long a client may take to send its body.
+    pub body_read_timeout: Duration,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("queue_url", &self.queue_url)
+            .field("event_setup_id", &self.event_setup_id)
+            .field("shared_secrets", &self.shared_secrets.len())
+            .field("api_keys", &self.api_keys.len())
+            .field("allow_unauthenticated", &self.allow_unauthenticated)
+            .field("listen", &self.listen)
+            .field("path", &self.path)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("dedup", &self.dedup)
+            .field("forward_timeout", &self.forward_timeout)
+            .field("log_format", &self.log_format)
+            .field("shutdown_timeout", &self.shutdown_timeout)
+            .field("workers", &self.workers)
+            .field("max_in_flight", &self.max_in_flight)
+            .field("body_read_timeout", &self.body_read_timeout)
+            .finish()
+    }
+}
+
+/// One raw value and where it came from, for error messages.
+struct Raw {
+    value: String,
+    source: String,
+}
+
+impl Config {
+    /// Loads from the process environment and an optional file.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::from_sources(file, |name| std::env::var(name).ok())
+    }
+
+    /// Loads from a file and an environment given as a function, so tests need not touch
+    /// the process environment.
+    pub fn from_sources(
+        file: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let mut raw = match file {
+            Some(path) => read_file(path)?,
+            None => BTreeMap::new(),
+        };
+        for name in SETTINGS {
+            if let Some(value) = env(name) {
+                raw.insert(
+                    name,
+                    Raw {
+                        value,
+                        source: (*name).to_owned(),
+                    },
+                );
+            }
+        }
+        Self::from_raw(&raw)
+    }
+
+    fn from_raw(raw: &BTreeMap<&'static str, Raw>) -> Result<Self, ConfigError> {
+        let get = |name: &str| raw.get(name).filter(|r| !r.value.trim().is_empty());
+        let parse = |name: &str, default: &str| -> (String, String) {
+            match get(name) {
+                Some(r) => (r.value.trim().to_owned(), r.source.clone()),
+                None => (default.to_owned(), name.to_owned()),
+            }
+        };
+
+        let queue_url = {
+            let Some(r) = get("BRIDGE_QUEUE_URL") else {
+                return Err(ConfigError::new(
+                    "BRIDGE_QUEUE_URL",
+                    "is required: the URL of the SQS FIFO queue to forward to",
+                ));
+            };
+            parse_queue_url(r.value.trim()).map_err(|p| ConfigError::new(&r.source, p))?
+        };
+
+        let event_setup_id = get("BRIDGE_EVENT_SETUP_ID")
+            .map(|r| {
+                EventSetupId::parse(r.value.trim()).map_err(|e| {
+                    ConfigError::new(
+                        &r.source,
+                        format!("`EventSetup_<id>` must be a valid MessageGroupId, but the id {e}"),
+                    )
+                })
+            })
+            .transpose()?;
+
+        let shared_secrets = secret_list(get("BRIDGE_SHARED_SECRETS"));
+        let api_keys = secret_list(get("BRIDGE_API_KEYS"));
+        let (value, source) = parse("BRIDGE_ALLOW_UNAUTHENTICATED", "false");
+        let allow_unauthenticated = parse_bool(&value).map_err(|p| ConfigError::new(source, p))?;
+        if shared_secrets.is_empty() && api_keys.is_empty() && !allow_unauthenticated {
+            return Err(ConfigError::new(
+                "BRIDGE_SHARED_SECRETS/BRIDGE_API_KEYS",
+                "no credential is configured; set at least one shared secret or API key \
+                 (or BRIDGE_ALLOW_UNAUTHENTICATED=true for local use only)",
+            ));
+        }
+
+        let (value, source) = parse("BRIDGE_LISTEN", "0.0.0.0:8080");
+        let listen = value.parse().map_err(|_| {
+            ConfigError::new(
+                source,
+                format!("must be an address and port such as 0.0.0.0:8080, got `{value}`"),
+            )
+        })?;
+
+        let (path, source) = parse("BRIDGE_PATH", "/webhook");
+        if !path.starts_with('/')
+            || path.contains(|c: char| c.is_whitespace() || c == '?' || c == '#')
+        {
+            return Err(ConfigError::new(
+                source,
+                format!("must be a URL path starting with `/`, got `{path}`"),
+            ));
+        }
+        if matches!(path.as_str(), "/healthz" | "/readyz" | "/") {
+            return Err(ConfigError::new(
+                source,
+                format!("`{path}` is taken by another endpoint"),
+            ));
+        }
+
+        let max_body_bytes = number(
+            &parse("BRIDGE_MAX_BODY_BYTES", &MAX_BODY_BYTES.to_string()),
+            2,
+            MAX_BODY_BYTES as u64,
+        )?;
+        let (value, source) = parse("BRIDGE_DEDUP", "timestamp");
+        let dedup = value
+            .parse()
+            .map_err(|p: String| ConfigError::new(source, p))?;
+        let forward_timeout = Duration::from_millis(number(
+            &parse("BRIDGE_FORWARD_TIMEOUT_MS", "10000"),
+            100,
+            600_000,
+        )? as u64);
+        let (value, source) = parse("BRIDGE_LOG_FORMAT", "text");
+        let log_format = match value.as_str() {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => {
+                return Err(ConfigError::new(
+                    source,
+                    format!("must be `text` or `json`, got `{other}`"),
+                ));
+            }
+        };
+        let shutdown_timeout = Duration::from_secs(number(
+            &parse("BRIDGE_SHUTDOWN_TIMEOUT_S", "30"),
+            1,
+            3_600,
+        )? as u64);
+        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+        let workers = number(&parse("BRIDGE_WORKERS", &cores.to_string()), 1, 256)?;
+        let max_in_flight = number(&parse("BRIDGE_MAX_IN_FLIGHT", "1024"), 1, 1_000_000)?;
+        let body_read_timeout = Duration::from_millis(number(
+            &parse("BRIDGE_BODY_READ_TIMEOUT_MS", "15000"),
+            100,
+            600_000,
+        )? as u64);
+
+        Ok(Self {
+            queue_url,
+            event_setup_id,
+            shared_secrets,
+            api_keys,
+            allow_unauthenticated,
+            listen,
+            path,
+            max_body_bytes,
+            dedup,
+            forward_timeout,
+            log_format,
+            shutdown_timeout,
+            workers,
+            max_in_flight,
+            body_read_timeout,
+        })
+    }
+
+    /// Lines worth a warning at start-up and on `/readyz`.
+    #[must_use]
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        let no_credentials = self.shared_secrets.is_empty() && self.api_keys.is_empty();
+        if self.allow_unauthenticated && no_credentials {
+            warnings.push(
+                "AUTHENTICATION IS DISABLED (BRIDGE_ALLOW_UNAUTHENTICATED=true): anyone who can \
+                 reach this endpoint can put messages on the queue; for local use only"
+                    .to_owned(),
+            );
+        } else if self.allow_unauthenticated {
+            warnings.push(
+                "BRIDGE_ALLOW_UNAUTHENTICATED=true has no effect: credentials are configured and enforced"
+                    .to_owned(),
+            );
+        }
+        warnings
+    }
+}
+
+fn read_file(path: &Path) -> Result<BTreeMap<&'static str, Raw>, ConfigError> {
+    let setting = format!("--config {}", path.display());
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::new(&setting, format!("can't read the file: {e}")))?;
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+        ConfigError::new(&setting, format!("is not valid TOML: {}", e.message()))
+    })?;
+    let mut raw = BTreeMap::new();
+    for (key, value) in table {
+        let env_name = format!("BRIDGE_{}", key.to_ascii_uppercase());
+        let Some(name) = SETTINGS.iter().find(|n| **n == env_name) else {
+            let known: Vec<String> = SETTINGS
+                .iter()
+                .map(|n| n["BRIDGE_".len()..].to_ascii_lowercase())
+                .collect();
+            return Err(ConfigError::new(
+                &setting,
+                format!("unknown setting `{key}`; known: {}", known.join(", ")),
+            ));
+        };
+        let source = format!("{key} (in {})", path.display());
+        let value = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            toml::Value::Array(items) => items
+                .iter()
+                .map(|item| {
+                    item.as_str()
+                        .map(str::to_owned)
+                        .ok_or_else(|| ConfigError::new(&source, "list items must be strings"))
+                })
+                .collect::<Result<Vec<_>, _>>()?
+                .join(","),
+            _ => {
+                return Err(ConfigError::new(
+                    &source,
+                    "must be a string, number, boolean or list of strings",
+                ));
+            }
+        };
+        raw.insert(*name, Raw { value, source });
+    }
+    Ok(raw)
+}
+
+/// A FIFO queue URL: `http(s)://host/.../NAME.fifo`.
+fn parse_queue_url(url: &str) -> Result<String, String> {
+    let url = url.trim_end_matches('/');
+    let Some(rest) = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+    else {
+        return Err(format!(
+            "must be an http(s) URL such as https://sqs.us-east-1.amazonaws.com/123456789012/events.fifo, got `{url}`"
+        ));
+    };
+    if !rest.contains('/') || !url.to_ascii_lowercase().ends_with(".fifo") {
+        return Err(format!(
+            "must be the URL of a FIFO queue (its name ends in `.fifo`), got `{url}`"
+        ));
+    }
+    Ok(url.to_owned())
+}
+
+/// A comma-separated list; several values allow rotation. Empty items are skipped.
+fn secret_list(raw: Option<&Raw>) -> Vec<SecretString> {
+    raw.map(|r| {
+        r.value
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(SecretString::from)
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+fn parse_bool(value: &str) -> Result<bool, String> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" => Ok(false),
+        _ => Err(format!("must be `true` or `false`, got `{value}`")),
+    }
+}
+
+fn number((value, source): &(String, String), min: u64, max: u64) -> Result<usize, ConfigError> {
+    value
+        .parse::<u64>()
+        .ok()
+        .filter(|n| (min..=max).contains(n))
+        .and_then(|n| usize::try_from(n).ok())
+        .ok_or_else(|| {
+            ConfigError::new(
+                source,
+                format!("must be a whole number from {min} to {max}, got `{value}`"),
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    const QUEUE: &str = "http://127.0.0.1:4566/000000000000/events.fifo";
+
+    fn load(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let env: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Config::from_sources(None, |name| env.get(name).cloned())
+    }
+
+    fn setting_of(pairs: &[(&str, &str)]) -> String {
+        load(pairs).expect_err("invalid").setting
+    }
+
+    #[test]
+    fn defaults_apply() {
+        let c = load(&[("BRIDGE_QUEUE_URL", QUEUE), ("BRIDGE_API_KEYS", "a, b,")]).unwrap();
+        assert_eq!(c.api_keys.len(), 2);
+        assert_eq!(c.listen.to_string(), "0.0.0.0:8080");
+        assert_eq!(c.path, "/webhook");
+        assert_eq!(c.max_body_bytes, MAX_BODY_BYTES);
+        assert_eq!(c.dedup, DedupMode::Timestamp);
+        assert_eq!(c.forward_timeout, Duration::from_secs(10));
+        assert!(c.event_setup_id.is_none());
+        assert!(c.warnings().is_empty());
+    }
+
+    #[test]
+    fn errors_name_the_setting() {
+        let base = [("BRIDGE_QUEUE_URL", QUEUE), ("BRIDGE_API_KEYS", "k")];
+        let with = |extra: (&'static str, &'static str)| {
+            let mut v = base.to_vec();
+            v.push(extra);
+            setting_of(&v)
+        };
+        assert_eq!(setting_of(&[("BRIDGE_API_KEYS", "k")]), "BRIDGE_QUEUE_URL");
+        assert_eq!(
+            setting_of(&[
+                ("BRIDGE_QUEUE_URL", "http://h/1/q"),
+                ("BRIDGE_API_KEYS", "k")
+            ]),
+            "BRIDGE_QUEUE_URL"
+        );
+        assert_eq!(
+            setting_of(&[("BRIDGE_QUEUE_URL", QUEUE)]),
+            "BRIDGE_SHARED_SECRETS/BRIDGE_API_KEYS"
+        );
+        assert_eq!(with(("BRIDGE_LISTEN", "8080")), "BRIDGE_LISTEN");
+        assert_eq!(with(("BRIDGE_PATH", "webhook")), "BRIDGE_PATH");
+        assert_eq!(with(("BRIDGE_PATH", "/healthz")), "BRIDGE_PATH");
+        assert_eq!(
+            with(("BRIDGE_MAX_BODY_BYTES", "2000000")),
+            "BRIDGE_MAX_BODY_BYTES"
+        );
+        assert_eq!(with(("BRIDGE_DEDUP", "random")), "BRIDGE_DEDUP");
+        assert_eq!(
+            with(("BRIDGE_FORWARD_TIMEOUT_MS", "soon")),
+            "BRIDGE_FORWARD_TIMEOUT_MS"
+        );
+        assert_eq!(
+            with(("BRIDGE_EVENT_SETUP_ID", "has space")),
+            "BRIDGE_EVENT_SETUP_ID"
+        );
+        assert_eq!(with(("BRIDGE_LOG_FORMAT", "xml")), "BRIDGE_LOG_FORMAT");
+        assert_eq!(
+            with(("BRIDGE_ALLOW_UNAUTHENTICATED", "maybe")),
+            "BRIDGE_ALLOW_UNAUTHENTICATED"
+        );
+    }
+
+    #[test]
+    fn unauthenticated_mode_must_be_asked_for_and_warns() {
+        let c = load(&[
+            ("BRIDGE_QUEUE_URL", QUEUE),
+            ("BRIDGE_ALLOW_UNAUTHENTICATED", "true"),
+        ])
+        .unwrap();
+        assert!(c.warnings()[0].contains("AUTHENTICATION IS DISABLED"));
+    }
+
+    #[test]
+    fn errors_and_debug_never_show_secrets() {
+        let c = load(&[
+            ("BRIDGE_QUEUE_URL", QUEUE),
+            ("BRIDGE_SHARED_SECRETS", "s3cr3t-value"),
+        ])
+        .unwrap();
+        assert!(!format!("{c:?}").contains("s3cr3t-value"));
+        let e = load(&[("BRIDGE_SHARED_SECRETS", "s3cr3t-value")]).unwrap_err();
+        assert!(!e.to_string().contains("s3cr3t-value"));
+    }
+
+    #[test]
+    fn file_settings_are_overridden_by_the_environment() {
+        let dir = std::env::temp_dir().join(format!("bridge-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bridge.toml");
+        std::fs::write(
+            &path,
+            format!("queue_url = \"{QUEUE}\"\napi_keys = [\"a\", \"b\"]\nforward_timeout_ms = 2000\npath = \"/in\"\n"),
+        )
+        .unwrap();
+        let env: HashMap<&str, &str> = [("BRIDGE_PATH", "/hook")].into();
+        let c = Config::from_sources(Some(&path), |n| env.get(n).map(|v| (*v).to_owned())).unwrap();
+        assert_eq!(c.api_keys.len(), 2);
+        assert_eq!(c.forward_timeout, Duration::from_secs(2));
+        assert_eq!(c.path, "/hook");
+
+        std::fs::write(&path, "queue_url = \"x\"\nqueue = 1\n").unwrap();
+        let e = Config::from_sources(Some(&path), |_| None).unwrap_err();
+        assert!(e.problem.contains("unknown setting `queue`"), "{e}");
+        std::fs::write(
+            &path,
+            format!("queue_url = \"{QUEUE}\"\napi_keys = \"k\"\nworkers = 0\n"),
+        )
+        .unwrap();
+        let e = Config::from_sources(Some(&path), |_| None).unwrap_err();
+        assert!(e.setting.starts_with("workers (in "), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,21 @@
+//! webhook-sqs-bridge: authenticates vendor webhook events and forwards them, byte for
+//! byte, into an Amazon SQS FIFO queue, answering only once SQS has accepted them.
+//!
+//! Layout (see ARCHITECTURE.md for the full map):
+//! - [`config`]: settings from file and environment, validated once.
+//! - [`auth`]: `X-api-key` / `X-Payload-Signature` checks.
+//! - [`event`]: body checks and the FIFO key newtypes.
+//! - [`dedup`]: choosing deduplication ids.
+//! - [`queue`]: the `EventQueue` seam and its SQS implementation.
+//! - [`routes`]: the HTTP handlers; [`startup`]: the server; [`telemetry`]: logging.
+//! - [`cli`]: the command line (`serve`, `sign`).
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod dedup;
+pub mod event;
+pub mod queue;
+pub mod routes;
+pub mod startup;
+pub mod telemetry;

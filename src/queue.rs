@@ -1,0 +1,225 @@
+//! The queue side: the seam between HTTP and SQS, and its SQS implementation.
+//!
+//! Routes see only [`EventQueue`], so tests can put a fault-injecting fake behind the same
+//! seam, and other sends (batching) can be added without touching the HTTP layer.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_sqs::types::{MessageAttributeValue, QueueAttributeName};
+
+use crate::event::{DeduplicationId, MessageGroupId};
+
+/// One message, ready for SQS: every field already valid.
+#[derive(Debug, Clone)]
+pub struct OutgoingMessage {
+    /// The received body, unchanged.
+    pub body: String,
+    pub group_id: MessageGroupId,
+    pub deduplication_id: DeduplicationId,
+    /// String attributes (`event_id`, `event_type`).
+    pub attributes: Vec<(&'static str, String)>,
+}
+
+/// What SQS answered for an accepted message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    pub message_id: String,
+    pub sequence_number: Option<String>,
+}
+
+/// Why a message is not in the queue. Only [`SendError::Invalid`] is the event's fault;
+/// everything else is worth a retry by the sender.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SendError {
+    /// SQS will never accept this message (`InvalidMessageContents` and the like).
+    #[error("SQS refused the message ({code}): {detail}")]
+    Invalid { code: String, detail: String },
+    /// The queue does not exist (yet): a deploy-time state, not the event's fault.
+    #[error("the queue does not exist")]
+    QueueMissing,
+    /// No answer within `BRIDGE_FORWARD_TIMEOUT_MS`, retries included.
+    #[error("SQS did not accept the message within {0} ms")]
+    Timeout(u128),
+    /// Anything else: throttling, 5xx, network, credentials, permissions.
+    #[error("SQS call failed ({code}): {detail}")]
+    Failed { code: String, detail: String },
+}
+
+impl SendError {
+    /// A stable label for logs, metrics and the `error` field of the answer.
+    #[must_use]
+    pub fn code(&self) -> &str {
+        match self {
+            Self::Invalid { .. } => "rejected_by_sqs",
+            Self::QueueMissing => "queue_missing",
+            Self::Timeout(_) => "sqs_timeout",
+            Self::Failed { .. } => "sqs_unavailable",
+        }
+    }
+}
+
+/// The state `/readyz` reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Readiness {
+    Ready { content_based_deduplication: bool },
+    NotReady(String),
+}
+
+/// Where authenticated, validated events go.
+#[async_trait]
+pub trait EventQueue: Send + Sync + 'static {
+    /// Resolves only once the queue has the message, or with why it does not.
+    async fn send(&self, message: OutgoingMessage) -> Result<Receipt, SendError>;
+
+    /// Whether the queue answers and is a FIFO queue.
+    async fn readiness(&self) -> Readiness;
+}
+
+/// The SQS FIFO queue, through `aws-sdk-sqs`.
+#[derive(Debug, Clone)]
+pub struct SqsQueue {
+    client: aws_sdk_sqs::Client,
+    queue_url: String,
+    forward_timeout: Duration,
+}
+
+impl SqsQueue {
+    /// Loads the standard AWS configuration chain (environment, profile, container and
+    /// instance credentials, `AWS_ENDPOINT_URL[_SQS]`) with timeouts that fit the budget.
+    pub async fn from_env(queue_url: String, forward_timeout: Duration) -> Self {
+        // Retries happen inside the budget: each attempt gets a third of it, so a hung
+        // connection is abandoned in time for another try.
+        let attempt =
+            (forward_timeout / 3).clamp(Duration::from_millis(200), Duration::from_secs(5));
+        let timeouts = aws_config::timeout::TimeoutConfig::builder()
+            .operation_timeout(forward_timeout)
+            .operation_attempt_timeout(attempt)
+            .connect_timeout(attempt.min(Duration::from_secs(2)))
+            .build();
+        let retries = aws_config::retry::RetryConfig::standard()
+            .with_max_attempts(5)
+            .with_initial_backoff(Duration::from_millis(50))
+            .with_max_backoff(Duration::from_secs(2));
+        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .timeout_config(timeouts)
+            .retry_config(retries)
+            .load()
+            .await;
+        Self::new(
+            aws_sdk_sqs::Client::new(&config),
+            queue_url,
+            forward_timeout,
+        )
+    }
+
+    #[must_use]
+    pub fn new(client: aws_sdk_sqs::Client, queue_url: String, forward_timeout: Duration) -> Self {
+        Self {
+            client,
+            queue_url,
+            forward_timeout,
+        }
+    }
+}
+
+#[async_trait]
+impl EventQueue for SqsQueue {
+    async fn send(&self, message: OutgoingMessage) -> Result<Receipt, SendError> {
+        let mut request = self
+            .client
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(message.body)
+            .message_group_id(message.group_id.as_str())
+            .message_deduplication_id(message.deduplication_id.as_str());
+        for (name, value) in message.attributes {
+            let value = MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(value)
+                .build()
+                .expect("data_type is set");
+            request = request.message_attributes(name, value);
+        }
+        let sent = tokio::time::timeout(self.forward_timeout, request.send())
+            .await
+            .map_err(|_| SendError::Timeout(self.forward_timeout.as_millis()))?
+            .map_err(|e| {
+                classify(
+                    &e,
+                    aws_sdk_sqs::operation::send_message::SendMessageError::is_queue_does_not_exist,
+                )
+            })?;
+        Ok(Receipt {
+            message_id: sent.message_id.unwrap_or_default(),
+            sequence_number: sent.sequence_number,
+        })
+    }
+
+    async fn readiness(&self) -> Readiness {
+        let call = self
+            .client
+            .get_queue_attributes()
+            .queue_url(&self.queue_url)
+            .attribute_names(QueueAttributeName::FifoQueue)
+            .attribute_names(QueueAttributeName::ContentBasedDeduplication)
+            .send();
+        let answer = match tokio::time::timeout(self.forward_timeout, call).await {
+            Err(_) => return Readiness::NotReady("SQS did not answer GetQueueAttributes".into()),
+            Ok(Err(e)) => {
+                return Readiness::NotReady(match classify(&e, aws_sdk_sqs::operation::get_queue_attributes::GetQueueAttributesError::is_queue_does_not_exist) {
+                    SendError::QueueMissing => format!("queue {} does not exist", self.queue_url),
+                    other => other.to_string(),
+                });
+            }
+            Ok(Ok(answer)) => answer,
+        };
+        let attribute = |name| {
+            answer
+                .attributes()
+                .and_then(|a| a.get(&name))
+                .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+        };
+        if attribute(QueueAttributeName::FifoQueue) {
+            Readiness::Ready {
+                content_based_deduplication: attribute(
+                    QueueAttributeName::ContentBasedDeduplication,
+                ),
+            }
+        } else {
+            Readiness::NotReady(format!("queue {} is not a FIFO queue", self.queue_url))
+        }
+    }
+}
+
+/// Sorts an SDK error into what the sender should be told. The SDK has already retried
+/// what is retryable (throttling, timeouts, 5xx, dropped connections).
+fn classify<E, R>(error: &SdkError<E, R>, queue_missing: impl Fn(&E) -> bool) -> SendError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    if let SdkError::TimeoutError(_) = error {
+        return SendError::Failed {
+            code: "timeout".into(),
+            detail: DisplayErrorContext(error).to_string(),
+        };
+    }
+    let Some(service) = error.as_service_error() else {
+        return SendError::Failed {
+            code: "network".into(),
+            detail: DisplayErrorContext(error).to_string(),
+        };
+    };
+    if queue_missing(service) {
+        return SendError::QueueMissing;
+    }
+    let code = service.code().unwrap_or("unknown").to_owned();
+    let detail = service.message().unwrap_or_default().to_owned();
+    match code.as_str() {
+        "InvalidMessageContents" => SendError::Invalid { code, detail },
+        "AWS.SimpleQueueService.NonExistentQueue" | "QueueDoesNotExist" => SendError::QueueMissing,
+        _ => SendError::Failed { code, detail },
+    }
+}

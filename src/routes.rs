@@ -1,0 +1,420 @@
+//! HTTP endpoints: the webhook, `/healthz` and `/readyz`.
+//!
+//! The webhook runs its checks cheapest first (credential headers, content type, size,
+//! then the body: signature, JSON, fields) and forwards only what passed them all, so a
+//! rejected request never reaches the queue.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt as _;
+use serde::Serialize;
+use tokio::sync::Semaphore;
+
+use crate::auth::{AuthError, Authenticator, Presented};
+use crate::dedup::Deduplicator;
+use crate::event::{self, EventError, MessageGroupId};
+use crate::queue::{EventQueue, OutgoingMessage, Readiness, SendError};
+
+/// Everything a request needs, shared by all workers.
+pub struct AppState {
+    pub authenticator: Authenticator,
+    pub queue: Arc<dyn EventQueue>,
+    pub deduplicator: Deduplicator,
+    /// `EventSetup_<BRIDGE_EVENT_SETUP_ID>`, for events without their own group id.
+    pub default_group: Option<MessageGroupId>,
+    pub max_body_bytes: usize,
+    pub body_read_timeout: Duration,
+    /// Caps forwards in flight, so an SQS outage can't pile up requests in memory.
+    pub in_flight: Arc<Semaphore>,
+    /// Shown on `/readyz` (e.g. authentication disabled).
+    pub warnings: Vec<String>,
+}
+
+/// Registers the routes; the webhook at `path`.
+pub fn configure(cfg: &mut web::ServiceConfig, path: &str) {
+    cfg.route(path, web::post().to(webhook))
+        .route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz));
+}
+
+/// Why a webhook was not accepted. Each variant maps to one status and a JSON body
+/// `{"error": code, "detail": what to fix}`; causes from SQS are logged, not shown.
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    #[error(transparent)]
+    Unauthorized(#[from] AuthError),
+    #[error("Content-Type `{0}` is not JSON; send application/json")]
+    UnsupportedMediaType(String),
+    #[error("the body is larger than the {0}-byte limit")]
+    TooLarge(usize),
+    #[error("the body was not received within {0} ms")]
+    BodyTimeout(u128),
+    #[error("the body could not be read: {0}")]
+    BodyRead(String),
+    #[error(transparent)]
+    Invalid(#[from] EventError),
+    #[error("the event has no valid MessageGroupId and BRIDGE_EVENT_SETUP_ID is not set")]
+    NoGroup,
+    #[error("too many events are being forwarded right now; retry shortly")]
+    Overloaded,
+    #[error(transparent)]
+    Queue(#[from] SendError),
+}
+
+impl WebhookError {
+    /// A stable label for logs and the `error` field.
+    #[must_use]
+    pub fn code(&self) -> &str {
+        match self {
+            Self::Unauthorized(_) => "unauthorized",
+            Self::UnsupportedMediaType(_) => "unsupported_media_type",
+            Self::TooLarge(_) => "too_large",
+            Self::BodyTimeout(_) => "body_timeout",
+            Self::BodyRead(_) => "body_unreadable",
+            Self::Invalid(e) => e.code(),
+            Self::NoGroup => "missing_group_id",
+            Self::Overloaded => "overloaded",
+            Self::Queue(e) => e.code(),
+        }
+    }
+
+    /// The request-log outcome this error counts as.
+    #[must_use]
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Self::Unauthorized(_) => "unauthorized",
+            Self::UnsupportedMediaType(_)
+            | Self::BodyRead(_)
+            | Self::Invalid(_)
+            | Self::NoGroup => "invalid",
+            Self::TooLarge(_) => "too_large",
+            Self::BodyTimeout(_) => "timeout",
+            Self::Overloaded => "overloaded",
+            Self::Queue(SendError::Invalid { .. }) => "rejected",
+            Self::Queue(_) => "unavailable",
+        }
+    }
+
+    fn detail(&self) -> String {
+        match self {
+            Self::Queue(SendError::Invalid { detail, .. }) => {
+                format!("SQS refuses this message: {detail}")
+            }
+            Self::Queue(SendError::QueueMissing) => {
+                "the destination queue does not exist yet; retry later".to_owned()
+            }
+            Self::Queue(_) => "the queue did not accept the event in time; retry later".to_owned(),
+            other => other.to_string(),
+        }
+    }
+
+    fn retry_after(&self) -> Option<u32> {
+        match self {
+            Self::Overloaded => Some(1),
+            Self::Queue(SendError::Invalid { .. }) => None,
+            Self::Queue(_) => Some(5),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+    detail: String,
+}
+
+impl ResponseError for WebhookError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            Self::BodyRead(_)
+            | Self::Invalid(_)
+            | Self::NoGroup
+            | Self::Queue(SendError::Invalid { .. }) => StatusCode::BAD_REQUEST,
+            Self::Overloaded | Self::Queue(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status_code());
+        if let Some(seconds) = self.retry_after() {
+            response.insert_header((header::RETRY_AFTER, seconds.to_string()));
+        }
+        if matches!(self, Self::Unauthorized(_)) {
+            response.insert_header((header::WWW_AUTHENTICATE, "X-api-key, X-Payload-Signature"));
+        }
+        response.json(ErrorBody {
+            error: self.code(),
+            detail: self.detail(),
+        })
+    }
+}
+
+/// The `200` answer: what SQS accepted, and under which keys.
+#[derive(Debug, Serialize)]
+pub struct Accepted {
+    pub status: &'static str,
+    pub message_id: String,
+    pub sequence_number: Option<String>,
+    pub group_id: String,
+    pub deduplication_id: String,
+}
+
+/// What the request log records about an event, filled in as it becomes known.
+#[derive(Default)]
+struct EventLog {
+    auth: Option<&'static str>,
+    event_id: Option<String>,
+    event_type: Option<String>,
+    group_id: Option<String>,
+    deduplication_id: Option<String>,
+}
+
+static REQUEST_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+fn request_id(req: &HttpRequest) -> String {
+    req.headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map_or_else(
+            || {
+                format!(
+                    "{:x}-{:x}",
+                    std::process::id(),
+                    REQUEST_COUNTER.fetch_add(1, Ordering::Relaxed)
+                )
+            },
+            str::to_owned,
+        )
+}
+
+/// `POST {BRIDGE_PATH}`: authenticate, validate, forward, and answer only once SQS has it.
+async fn webhook(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let started = Instant::now();
+    let request_id = request_id(&req);
+    let mut log = EventLog::default();
+    let result = forward(&req, payload, &state, &mut log).await;
+    let mut response = match &result {
+        Ok(accepted) => HttpResponse::Ok().json(accepted),
+        Err(error) => error.error_response(),
+    };
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response
+            .headers_mut()
+            .insert(header::HeaderName::from_static("x-request-id"), value);
+    }
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let client = req.peer_addr().map(|a| a.ip().to_string());
+    let status = response.status().as_u16();
+    match &result {
+        Ok(accepted) => tracing::info!(
+            request_id,
+            outcome = "accepted",
+            status,
+            latency_ms,
+            client,
+            auth = log.auth,
+            event_id = log.event_id,
+            event_type = log.event_type,
+            group_id = accepted.group_id,
+            deduplication_id = accepted.deduplication_id,
+            message_id = accepted.message_id,
+            "webhook accepted"
+        ),
+        Err(error) => {
+            let level_warn = matches!(error, WebhookError::Queue(_) | WebhookError::Overloaded);
+            let cause = match error {
+                WebhookError::Queue(e) => e.to_string(),
+                other => other.to_string(),
+            };
+            if level_warn {
+                tracing::warn!(
+                    request_id,
+                    outcome = error.outcome(),
+                    error = error.code(),
+                    cause,
+                    status,
+                    latency_ms,
+                    client,
+                    auth = log.auth,
+                    event_id = log.event_id,
+                    event_type = log.event_type,
+                    group_id = log.group_id,
+                    deduplication_id = log.deduplication_id,
+                    "webhook not accepted"
+                );
+            } else {
+                tracing::info!(
+                    request_id,
+                    outcome = error.outcome(),
+                    error = error.code(),
+                    cause,
+                    status,
+                    latency_ms,
+                    client,
+                    auth = log.auth,
+                    event_id = log.event_id,
+                    event_type = log.event_type,
+                    "webhook rejected"
+                );
+            }
+        }
+    }
+    response
+}
+
+async fn forward(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+    log: &mut EventLog,
+) -> Result<Accepted, WebhookError> {
+    let presented = Presented::from_headers(req.headers())?;
+    let pending = state.authenticator.check_headers(&presented)?;
+    check_content_type(req)?;
+    let _permit = state
+        .in_flight
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| WebhookError::Overloaded)?;
+    let body = read_body(req, payload, state.max_body_bytes, state.body_read_timeout).await?;
+    let method = state.authenticator.check_body(&presented, pending, &body)?;
+    log.auth = Some(method.as_str());
+
+    let event = event::parse(&body)?;
+    log.event_id = event.id.as_ref().map(|id| id.value.clone());
+    log.event_type.clone_from(&event.event_type);
+    for (field, problem) in &event.ignored_keys {
+        tracing::warn!(field, %problem, "ignoring the event's own FIFO key: SQS would refuse it");
+    }
+    let group_id = event
+        .group_id
+        .clone()
+        .or_else(|| state.default_group.clone())
+        .ok_or(WebhookError::NoGroup)?;
+    let deduplication_id = state.deduplicator.assign(&group_id, &event, &body);
+    log.group_id = Some(group_id.as_str().to_owned());
+    log.deduplication_id = Some(deduplication_id.as_str().to_owned());
+
+    // The body was checked to be UTF-8 by `event::parse`.
+    let text = String::from_utf8(body.to_vec())
+        .map_err(|e| EventError::NotUtf8(e.utf8_error().valid_up_to()))?;
+    let receipt = state
+        .queue
+        .send(OutgoingMessage {
+            body: text,
+            group_id: group_id.clone(),
+            deduplication_id: deduplication_id.clone(),
+            attributes: event.attributes(),
+        })
+        .await?;
+    Ok(Accepted {
+        status: "accepted",
+        message_id: receipt.message_id,
+        sequence_number: receipt.sequence_number,
+        group_id: group_id.as_str().to_owned(),
+        deduplication_id: deduplication_id.as_str().to_owned(),
+    })
+}
+
+/// No `Content-Type` is taken as JSON; a declared one must be JSON (and UTF-8, if it says).
+fn check_content_type(req: &HttpRequest) -> Result<(), WebhookError> {
+    let Some(value) = req.headers().get(header::CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let text = value.to_str().unwrap_or("(not text)");
+    let mut parts = text.split(';').map(str::trim);
+    let essence = parts.next().unwrap_or_default().to_ascii_lowercase();
+    let json = essence == "application/json"
+        || essence == "text/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"));
+    let utf8 = parts.all(|p| {
+        p.split_once('=').is_none_or(|(k, v)| {
+            !k.trim().eq_ignore_ascii_case("charset")
+                || matches!(
+                    v.trim().trim_matches('"').to_ascii_lowercase().as_str(),
+                    "utf-8" | "utf8"
+                )
+        })
+    });
+    if json && utf8 {
+        Ok(())
+    } else {
+        Err(WebhookError::UnsupportedMediaType(
+            text.chars().take(100).collect(),
+        ))
+    }
+}
+
+/// Reads the body, enforcing the limit while reading: a declared oversized length is
+/// refused before any byte is read, and a stream that grows past the limit is cut off.
+async fn read_body(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Bytes, WebhookError> {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(WebhookError::TooLarge(limit));
+    }
+    let read = async {
+        let mut body = BytesMut::with_capacity(declared.unwrap_or(8 * 1024).min(limit));
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk.map_err(|e| WebhookError::BodyRead(e.to_string()))?;
+            if body.len() + chunk.len() > limit {
+                return Err(WebhookError::TooLarge(limit));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body.freeze())
+    };
+    tokio::time::timeout(timeout, read)
+        .await
+        .map_err(|_| WebhookError::BodyTimeout(timeout.as_millis()))?
+}
+
+/// `GET /healthz`: the process is alive and serving.
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
+}
+
+/// `GET /readyz`: ready only when the queue answers and is FIFO.
+async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    match state.queue.readiness().await {
+        Readiness::Ready {
+            content_based_deduplication,
+        } => HttpResponse::Ok().json(serde_json::json!({
+            "status": "ready",
+            "fifo": true,
+            "content_based_deduplication": content_based_deduplication,
+            "warnings": state.warnings,
+        })),
+        Readiness::NotReady(reason) => HttpResponse::ServiceUnavailable()
+            .insert_header((header::RETRY_AFTER, "5"))
+            .json(serde_json::json!({
+                "status": "not_ready",
+                "reason": reason,
+                "warnings": state.warnings,
+            })),
+    }
+}

@@ -1,0 +1,128 @@
+//! Building and running the HTTP server, as zero-to-production does: bind first (port 0
+//! in tests), read back the real port, then run until stopped.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::{App, HttpServer, web};
+use tokio::sync::Semaphore;
+
+use crate::auth::Authenticator;
+use crate::config::Config;
+use crate::dedup::Deduplicator;
+use crate::event::MessageGroupId;
+use crate::queue::{EventQueue, Readiness, SqsQueue};
+use crate::routes::{self, AppState};
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("BRIDGE_LISTEN: can't listen on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A bound, not yet running server.
+pub struct Application {
+    port: u16,
+    server: Server,
+    queue: Arc<dyn EventQueue>,
+}
+
+impl Application {
+    /// Builds the bridge against the SQS queue from configuration and the AWS chain.
+    pub async fn build(config: &Config) -> Result<Self, StartupError> {
+        let queue = SqsQueue::from_env(config.queue_url.clone(), config.forward_timeout).await;
+        Self::build_with_queue(config, Arc::new(queue))
+    }
+
+    /// Builds the bridge in front of any [`EventQueue`] (tests use a fault-injecting fake).
+    pub fn build_with_queue(
+        config: &Config,
+        queue: Arc<dyn EventQueue>,
+    ) -> Result<Self, StartupError> {
+        let bind_error = |source| StartupError::Bind {
+            addr: config.listen,
+            source,
+        };
+        let listener = TcpListener::bind(config.listen).map_err(bind_error)?;
+        let port = listener.local_addr().map_err(bind_error)?.port();
+        let state = web::Data::new(AppState {
+            authenticator: Authenticator::new(
+                &config.shared_secrets,
+                &config.api_keys,
+                config.allow_unauthenticated,
+            ),
+            queue: Arc::clone(&queue),
+            deduplicator: Deduplicator::new(config.dedup),
+            default_group: config
+                .event_setup_id
+                .as_ref()
+                .map(MessageGroupId::for_event_setup),
+            max_body_bytes: config.max_body_bytes,
+            body_read_timeout: config.body_read_timeout,
+            in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
+            warnings: config.warnings(),
+        });
+        let path = config.path.clone();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .configure(|cfg| routes::configure(cfg, &path))
+        })
+        .workers(config.workers)
+        .shutdown_timeout(config.shutdown_timeout.as_secs())
+        // Request head must arrive within 5 s (slow-loris), idle keep-alive ends after 75 s
+        // (longer than common load balancers' 60 s idle timeout, so they close first).
+        .client_request_timeout(Duration::from_secs(5))
+        .client_disconnect_timeout(Duration::from_secs(1))
+        .keep_alive(Duration::from_secs(75))
+        .listen(listener)
+        .map_err(bind_error)?
+        .run();
+        Ok(Self {
+            port,
+            server,
+            queue,
+        })
+    }
+
+    /// The port actually bound (useful with port 0).
+    #[must_use]
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Stops the server from another task (tests; SIGTERM/SIGINT are handled already).
+    #[must_use]
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Logs whether the queue is ready, without holding up start-up: an SQS outage at
+    /// deploy time must not stop the bridge from serving `/healthz`.
+    pub fn report_readiness(&self) {
+        let queue = Arc::clone(&self.queue);
+        tokio::spawn(async move {
+            match queue.readiness().await {
+                Readiness::Ready {
+                    content_based_deduplication,
+                } => tracing::info!(content_based_deduplication, "queue is ready"),
+                Readiness::NotReady(reason) => tracing::warn!(
+                    %reason,
+                    "queue is not ready: webhooks get 503 until it is"
+                ),
+            }
+        });
+    }
+
+    /// Serves until SIGTERM/SIGINT (or [`Application::handle`]) stops it; in-flight
+    /// requests get `BRIDGE_SHUTDOWN_TIMEOUT_S` to finish.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
