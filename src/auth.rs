@@ -29,7 +29,7 @@ const BASE64: GeneralPurpose = GeneralPurpose::new(
 /// to fix and never echoes what was sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
-    #[error("send {0}")]
+    #[error("missing credentials: send {0}")]
     Missing(&'static str),
     #[error("the {0} header was sent more than once")]
     Duplicate(&'static str),

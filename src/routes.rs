@@ -5,7 +5,7 @@
 //! rejected request never reaches the queue.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
@@ -32,6 +32,10 @@ pub struct AppState {
     pub body_read_timeout: Duration,
     /// Caps forwards in flight, so an SQS outage can't pile up requests in memory.
     pub in_flight: Arc<Semaphore>,
+    /// The size of `in_flight`, so shutdown can wait for every permit to come back.
+    pub max_in_flight: u32,
+    /// Set on SIGTERM/SIGINT: new webhooks get `503`, answered connections are closed.
+    pub draining: AtomicBool,
     /// Shown on `/readyz` (e.g. authentication disabled).
     pub warnings: Vec<String>,
 }
@@ -63,6 +67,8 @@ pub enum WebhookError {
     NoGroup,
     #[error("too many events are being forwarded right now; retry shortly")]
     Overloaded,
+    #[error("the bridge is shutting down; retry shortly")]
+    ShuttingDown,
     #[error(transparent)]
     Queue(#[from] SendError),
 }
@@ -80,6 +86,7 @@ impl WebhookError {
             Self::Invalid(e) => e.code(),
             Self::NoGroup => "missing_group_id",
             Self::Overloaded => "overloaded",
+            Self::ShuttingDown => "shutting_down",
             Self::Queue(e) => e.code(),
         }
     }
@@ -95,7 +102,7 @@ impl WebhookError {
             | Self::NoGroup => "invalid",
             Self::TooLarge(_) => "too_large",
             Self::BodyTimeout(_) => "timeout",
-            Self::Overloaded => "overloaded",
+            Self::Overloaded | Self::ShuttingDown => "overloaded",
             Self::Queue(SendError::Invalid { .. }) => "rejected",
             Self::Queue(_) => "unavailable",
         }
@@ -116,7 +123,7 @@ impl WebhookError {
 
     fn retry_after(&self) -> Option<u32> {
         match self {
-            Self::Overloaded => Some(1),
+            Self::Overloaded | Self::ShuttingDown => Some(1),
             Self::Queue(SendError::Invalid { .. }) => None,
             Self::Queue(_) => Some(5),
             _ => None,
@@ -141,7 +148,9 @@ impl ResponseError for WebhookError {
             | Self::Invalid(_)
             | Self::NoGroup
             | Self::Queue(SendError::Invalid { .. }) => StatusCode::BAD_REQUEST,
-            Self::Overloaded | Self::Queue(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Overloaded | Self::ShuttingDown | Self::Queue(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 
@@ -213,6 +222,12 @@ async fn webhook(
         Ok(accepted) => HttpResponse::Ok().json(accepted),
         Err(error) => error.error_response(),
     };
+    if state.draining.load(Ordering::Relaxed) {
+        // Let the answer flush, then free the connection so shutdown need not wait for it.
+        response
+            .head_mut()
+            .set_connection_type(actix_web::http::ConnectionType::Close);
+    }
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response
             .headers_mut()
@@ -237,7 +252,10 @@ async fn webhook(
             "webhook accepted"
         ),
         Err(error) => {
-            let level_warn = matches!(error, WebhookError::Queue(_) | WebhookError::Overloaded);
+            let level_warn = matches!(
+                error,
+                WebhookError::Queue(_) | WebhookError::Overloaded | WebhookError::ShuttingDown
+            );
             let cause = match error {
                 WebhookError::Queue(e) => e.to_string(),
                 other => other.to_string(),
@@ -284,6 +302,9 @@ async fn forward(
     state: &AppState,
     log: &mut EventLog,
 ) -> Result<Accepted, WebhookError> {
+    if state.draining.load(Ordering::Relaxed) {
+        return Err(WebhookError::ShuttingDown);
+    }
     let presented = Presented::from_headers(req.headers())?;
     let pending = state.authenticator.check_headers(&presented)?;
     check_content_type(req)?;

@@ -3,6 +3,7 @@
 
 use std::net::TcpListener;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
@@ -31,7 +32,13 @@ pub struct Application {
     port: u16,
     server: Server,
     queue: Arc<dyn EventQueue>,
+    state: web::Data<AppState>,
+    shutdown_timeout: Duration,
 }
+
+/// After the drain, how long actix waits for connections to finish writing before it
+/// drops them (idle keep-alive connections would otherwise hold it for the full time).
+const FLUSH_SECONDS: u64 = 2;
 
 impl Application {
     /// Builds the bridge against the SQS queue from configuration and the AWS chain.
@@ -66,8 +73,11 @@ impl Application {
             max_body_bytes: config.max_body_bytes,
             body_read_timeout: config.body_read_timeout,
             in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
+            max_in_flight: u32::try_from(config.max_in_flight).unwrap_or(u32::MAX),
+            draining: AtomicBool::new(false),
             warnings: config.warnings(),
         });
+        let shared = state.clone();
         let path = config.path.clone();
         let server = HttpServer::new(move || {
             App::new()
@@ -75,7 +85,10 @@ impl Application {
                 .configure(|cfg| routes::configure(cfg, &path))
         })
         .workers(config.workers)
-        .shutdown_timeout(config.shutdown_timeout.as_secs())
+        // Signals are handled in `run_until_stopped`, which drains in-flight forwards
+        // first; actix then only needs a moment to flush the last answers.
+        .disable_signals()
+        .shutdown_timeout(FLUSH_SECONDS)
         // Request head must arrive within 5 s (slow-loris), idle keep-alive ends after 75 s
         // (longer than common load balancers' 60 s idle timeout, so they close first).
         .client_request_timeout(Duration::from_secs(5))
@@ -88,6 +101,8 @@ impl Application {
             port,
             server,
             queue,
+            state: shared,
+            shutdown_timeout: config.shutdown_timeout,
         })
     }
 
@@ -120,9 +135,57 @@ impl Application {
         });
     }
 
-    /// Serves until SIGTERM/SIGINT (or [`Application::handle`]) stops it; in-flight
-    /// requests get `BRIDGE_SHUTDOWN_TIMEOUT_S` to finish.
+    /// Serves until SIGTERM/SIGINT (or [`Application::handle`]) stops it.
+    ///
+    /// On a signal: stop accepting connections, answer new webhooks on open connections
+    /// with `503`, wait up to `BRIDGE_SHUTDOWN_TIMEOUT_S` for every in-flight forward to
+    /// finish (each is answered honestly), then stop.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let handle = self.server.handle();
+        let state = self.state;
+        let timeout = self.shutdown_timeout;
+        let drain = tokio::spawn(async move {
+            shutdown_signal().await;
+            tracing::info!("shutdown signal received: finishing in-flight forwards");
+            state.draining.store(true, Ordering::SeqCst);
+            handle.pause().await;
+            let all = state.in_flight.acquire_many(state.max_in_flight);
+            match tokio::time::timeout(timeout, all).await {
+                Ok(_) => tracing::info!("every in-flight forward has been answered"),
+                Err(_) => tracing::warn!(
+                    still_in_flight =
+                        state.max_in_flight as usize - state.in_flight.available_permits(),
+                    "BRIDGE_SHUTDOWN_TIMEOUT_S passed with forwards still in flight; their senders will retry"
+                ),
+            }
+            handle.stop(true).await;
+        });
+        let result = self.server.await;
+        drain.abort();
+        result
+    }
+}
+
+/// Resolves on SIGTERM (orchestrators) or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "can't listen for SIGTERM; only SIGINT stops the bridge");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }

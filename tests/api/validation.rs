@@ -1,0 +1,215 @@
+//! Rule 2: bad bodies get a specific 4xx with a JSON error, and nothing is forwarded.
+
+use serde_json::Value;
+
+use crate::helpers::{SECRET, spawn_app, workn_event};
+
+#[tokio::test]
+async fn bad_bodies_get_specific_errors_and_are_not_forwarded() {
+    let app = spawn_app(&[("BRIDGE_MAX_BODY_BYTES", "4096")]).await;
+    let deep = format!("{{\"a\":{}{}}}", "[".repeat(300), "]".repeat(300));
+    let cases: Vec<(&str, Vec<u8>, u16, &str, &str)> = vec![
+        (
+            "array",
+            b"[1,2,3]".to_vec(),
+            400,
+            "not_an_object",
+            "JSON object",
+        ),
+        (
+            "string",
+            b"\"hello\"".to_vec(),
+            400,
+            "not_an_object",
+            "JSON object",
+        ),
+        (
+            "truncated",
+            b"{\"msg_id\":".to_vec(),
+            400,
+            "invalid_json",
+            "not valid JSON",
+        ),
+        ("empty", Vec::new(), 400, "invalid_json", "not valid JSON"),
+        (
+            "deep nesting",
+            deep.into_bytes(),
+            400,
+            "invalid_json",
+            "recursion limit",
+        ),
+        (
+            "invalid utf-8",
+            b"{\"a\":\"\xff\xfe\"}".to_vec(),
+            400,
+            "invalid_utf8",
+            "UTF-8",
+        ),
+        (
+            "U+FFFF",
+            "{\"a\":\"\u{FFFF}\"}".as_bytes().to_vec(),
+            400,
+            "forbidden_character",
+            "U+FFFF",
+        ),
+        (
+            "raw control byte",
+            b"{\"a\":1}\x0b".to_vec(),
+            400,
+            "forbidden_character",
+            "U+000B",
+        ),
+        (
+            "mkt_id as string",
+            br#"{"mkt_id":"12"}"#.to_vec(),
+            400,
+            "invalid_field",
+            "`mkt_id` must be an integer",
+        ),
+        (
+            "bad event_datetime",
+            br#"{"event_datetime":"12/02/2025"}"#.to_vec(),
+            400,
+            "invalid_field",
+            "`event_datetime`",
+        ),
+        (
+            "empty msg_id",
+            br#"{"msg_id":""}"#.to_vec(),
+            400,
+            "invalid_field",
+            "`msg_id`",
+        ),
+        (
+            "ent_id float",
+            br#"{"ent_id":1.5}"#.to_vec(),
+            400,
+            "invalid_field",
+            "`ent_id`",
+        ),
+        (
+            "branch_id string",
+            br#"{"branch_id":"3"}"#.to_vec(),
+            400,
+            "invalid_field",
+            "`branch_id`",
+        ),
+        (
+            "ext_customer_id number",
+            br#"{"ext_customer_id":7}"#.to_vec(),
+            400,
+            "invalid_field",
+            "`ext_customer_id`",
+        ),
+        (
+            "ext_branch_id bool",
+            br#"{"ext_branch_id":true}"#.to_vec(),
+            400,
+            "invalid_field",
+            "`ext_branch_id`",
+        ),
+        (
+            "NUL in msg_id",
+            br#"{"msg_id":"a\u0000b"}"#.to_vec(),
+            400,
+            "invalid_field",
+            "`msg_id`",
+        ),
+        (
+            "too large",
+            format!("{{\"pad\":\"{}\"}}", "x".repeat(5000)).into_bytes(),
+            413,
+            "too_large",
+            "4096",
+        ),
+    ];
+    for (name, body, status, code, detail) in cases {
+        let signature = webhook_sqs_bridge::auth::sign(SECRET.as_bytes(), &body);
+        let response = app
+            .post_with(
+                &[
+                    ("Content-Type", "application/json"),
+                    ("X-Payload-Signature", &signature),
+                ],
+                body,
+            )
+            .await;
+        assert_eq!(response.status(), status, "{name}");
+        let error: Value = response.json().await.unwrap();
+        assert_eq!(error["error"], code, "{name}: {error}");
+        assert!(
+            error["detail"].as_str().unwrap().contains(detail),
+            "{name}: {error}"
+        );
+    }
+
+    for content_type in [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "application/json; charset=latin1",
+    ] {
+        let body = workn_event("ct");
+        let response = app
+            .post_with(
+                &[
+                    ("Content-Type", content_type),
+                    ("X-Payload-Signature", SECRET),
+                ],
+                body,
+            )
+            .await;
+        assert_eq!(response.status(), 415, "{content_type}");
+        let error: Value = response.json().await.unwrap();
+        assert_eq!(error["error"], "unsupported_media_type");
+    }
+
+    let good = workn_event("valid-after-bad");
+    let response = app
+        .post_with(
+            &[
+                ("Content-Type", "application/json; charset=utf-8"),
+                ("X-Payload-Signature", SECRET),
+            ],
+            good.clone(),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let queued: Vec<String> = app
+        .drain(1)
+        .await
+        .iter()
+        .filter_map(|m| m.body().map(str::to_owned))
+        .collect();
+    assert_eq!(queued, vec![good]);
+}
+
+#[tokio::test]
+async fn a_chunked_body_over_the_limit_is_cut_off_while_reading() {
+    let app = spawn_app(&[("BRIDGE_MAX_BODY_BYTES", "4096")]).await;
+    // No Content-Length: the stream itself must be stopped at the limit.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        (0..64).map(|_| Ok(vec![b' '; 1024])).collect();
+    let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
+
+    let response = app
+        .post_with(&[("X-Payload-Signature", SECRET)], body)
+        .await;
+
+    assert_eq!(response.status(), 413);
+    let small: Vec<Result<Vec<u8>, std::io::Error>> =
+        vec![Ok(b"{\"msg_id\":".to_vec()), Ok(b"\"chunked-1\"}".to_vec())];
+    let response = app
+        .post_with(
+            &[("X-Payload-Signature", SECRET)],
+            reqwest::Body::wrap_stream(futures_util::stream::iter(small)),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let queued: Vec<String> = app
+        .drain(1)
+        .await
+        .iter()
+        .filter_map(|m| m.body().map(str::to_owned))
+        .collect();
+    assert_eq!(queued, vec!["{\"msg_id\":\"chunked-1\"}".to_owned()]);
+}
