@@ -84,7 +84,7 @@ async fn when_sqs_is_unreachable_the_bridge_stays_live_and_answers_503_in_time()
     drop(closed);
     let url = format!("http://127.0.0.1:{port}/000000000000/nowhere.fifo");
     let config = crate::helpers::test_config(&url, &[("BRIDGE_FORWARD_TIMEOUT_MS", "1500")]);
-    let app = app_in_front_of(port, &url, &config).await;
+    let app = app_in_front_of(port, &url, &config);
 
     let started = Instant::now();
     let webhook = app.post_signed(&workn_event("outage")).await;
@@ -114,7 +114,7 @@ async fn an_sqs_that_never_answers_gets_503_within_the_forward_timeout() {
     });
     let url = format!("http://127.0.0.1:{port}/000000000000/hang.fifo");
     let config = crate::helpers::test_config(&url, &[("BRIDGE_FORWARD_TIMEOUT_MS", "1200")]);
-    let app = app_in_front_of(port, &url, &config).await;
+    let app = app_in_front_of(port, &url, &config);
 
     let started = Instant::now();
     let webhook = app.post_signed(&workn_event("hang")).await;
@@ -133,7 +133,7 @@ async fn an_sqs_that_never_answers_gets_503_within_the_forward_timeout() {
 }
 
 /// The bridge with its SQS client pointed at a local port instead of LocalStack.
-async fn app_in_front_of(
+fn app_in_front_of(
     port: u16,
     url: &str,
     config: &webhook_sqs_bridge::config::Config,

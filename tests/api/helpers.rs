@@ -252,7 +252,7 @@ impl TestApp {
 
 pub fn system_attribute(m: &Message, name: &MessageSystemAttributeName) -> String {
     m.attributes()
-        .and_then(|a| a.get(&name))
+        .and_then(|a| a.get(name))
         .cloned()
         .unwrap_or_default()
 }
