@@ -33,6 +33,8 @@ pub const SETTINGS: &[&str] = &[
     "BRIDGE_WORKERS",
     "BRIDGE_MAX_IN_FLIGHT",
     "BRIDGE_BODY_READ_TIMEOUT_MS",
+    "BRIDGE_BATCH",
+    "BRIDGE_BATCH_CONCURRENCY",
 ];
 
 /// A setting that can't be used, and why. The value itself is never shown: it may be a
@@ -87,6 +89,10 @@ pub struct Config {
     pub max_in_flight: usize,
     /// How long a client may take to send its body.
     pub body_read_timeout: Duration,
+    /// Coalesce concurrent forwards into `SendMessageBatch` calls.
+    pub batch: bool,
+    /// Batch calls in flight at once.
+    pub batch_concurrency: usize,
 }
 
 impl fmt::Debug for Config {
@@ -107,6 +113,8 @@ impl fmt::Debug for Config {
             .field("workers", &self.workers)
             .field("max_in_flight", &self.max_in_flight)
             .field("body_read_timeout", &self.body_read_timeout)
+            .field("batch", &self.batch)
+            .field("batch_concurrency", &self.batch_concurrency)
             .finish()
     }
 }
@@ -252,6 +260,10 @@ impl Config {
             600_000,
         )? as u64);
 
+        let (value, source) = parse("BRIDGE_BATCH", "true");
+        let batch = parse_bool(&value).map_err(|p| ConfigError::new(source, p))?;
+        let batch_concurrency = number(&parse("BRIDGE_BATCH_CONCURRENCY", "4"), 1, 256)?;
+
         Ok(Self {
             queue_url,
             event_setup_id,
@@ -268,6 +280,8 @@ impl Config {
             workers,
             max_in_flight,
             body_read_timeout,
+            batch,
+            batch_concurrency,
         })
     }
 

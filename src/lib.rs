@@ -7,10 +7,12 @@
 //! - [`event`]: body checks and the FIFO key newtypes.
 //! - [`dedup`]: choosing deduplication ids.
 //! - [`queue`]: the `EventQueue` seam and its SQS implementation.
+//! - [`batch`]: group commit of concurrent forwards into `SendMessageBatch`.
 //! - [`routes`]: the HTTP handlers; [`startup`]: the server; [`telemetry`]: logging.
 //! - [`cli`]: the command line (`serve`, `sign`).
 
 pub mod auth;
+pub mod batch;
 pub mod cli;
 pub mod config;
 pub mod dedup;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_sqs::types::{MessageAttributeValue, QueueAttributeName};
+use aws_sdk_sqs::types::{MessageAttributeValue, QueueAttributeName, SendMessageBatchRequestEntry};
 
 use crate::event::{DeduplicationId, MessageGroupId};
 
@@ -135,12 +135,7 @@ impl EventQueue for SqsQueue {
             .message_group_id(message.group_id.as_str())
             .message_deduplication_id(message.deduplication_id.as_str());
         for (name, value) in message.attributes {
-            let value = MessageAttributeValue::builder()
-                .data_type("String")
-                .string_value(value)
-                .build()
-                .expect("data_type is set");
-            request = request.message_attributes(name, value);
+            request = request.message_attributes(name, string_attribute(value));
         }
         let sent = tokio::time::timeout(self.forward_timeout, request.send())
             .await
@@ -193,6 +188,95 @@ impl EventQueue for SqsQueue {
     }
 }
 
+fn string_attribute(value: String) -> MessageAttributeValue {
+    MessageAttributeValue::builder()
+        .data_type("String")
+        .string_value(value)
+        .build()
+        .expect("data_type is set")
+}
+
+/// How one entry of a `SendMessageBatch` call ended.
+#[derive(Debug, Clone)]
+pub enum EntryResult {
+    Sent(Receipt),
+    /// SQS's fault (`SenderFault: false`): worth another try with the same keys.
+    Retry {
+        code: String,
+    },
+    /// The entry itself was refused.
+    Failed(SendError),
+}
+
+impl SqsQueue {
+    /// One `SendMessageBatch` call (at most 10 entries, 1 MiB in all; the caller sizes
+    /// it). The outer error is the whole call failing; otherwise one result per message,
+    /// in order.
+    pub async fn send_batch(
+        &self,
+        messages: Vec<OutgoingMessage>,
+    ) -> Result<Vec<EntryResult>, SendError> {
+        let count = messages.len();
+        let entries = messages
+            .into_iter()
+            .enumerate()
+            .map(|(i, m)| {
+                let mut entry = SendMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .message_body(m.body)
+                    .message_group_id(m.group_id.as_str())
+                    .message_deduplication_id(m.deduplication_id.as_str());
+                for (name, value) in m.attributes {
+                    entry = entry.message_attributes(name, string_attribute(value));
+                }
+                entry.build().expect("id and body are set")
+            })
+            .collect();
+        let call = self
+            .client
+            .send_message_batch()
+            .queue_url(&self.queue_url)
+            .set_entries(Some(entries))
+            .send();
+        let answer = tokio::time::timeout(self.forward_timeout, call)
+            .await
+            .map_err(|_| SendError::Timeout(self.forward_timeout.as_millis()))?
+            .map_err(|e| classify(&e, aws_sdk_sqs::operation::send_message_batch::SendMessageBatchError::is_queue_does_not_exist))?;
+        let mut results: Vec<Option<EntryResult>> = vec![None; count];
+        for ok in answer.successful {
+            if let Some(slot) = ok.id.parse::<usize>().ok().and_then(|i| results.get_mut(i)) {
+                *slot = Some(EntryResult::Sent(Receipt {
+                    message_id: ok.message_id,
+                    sequence_number: ok.sequence_number,
+                }));
+            }
+        }
+        for failed in answer.failed {
+            if let Some(slot) = failed
+                .id
+                .parse::<usize>()
+                .ok()
+                .and_then(|i| results.get_mut(i))
+            {
+                let detail = failed.message.unwrap_or_default();
+                *slot = Some(if failed.sender_fault {
+                    EntryResult::Failed(classify_code(failed.code, detail))
+                } else {
+                    EntryResult::Retry { code: failed.code }
+                });
+            }
+        }
+        Ok(results
+            .into_iter()
+            .map(|r| {
+                r.unwrap_or(EntryResult::Retry {
+                    code: "MissingFromAnswer".to_owned(),
+                })
+            })
+            .collect())
+    }
+}
+
 /// Sorts an SDK error into what the sender should be told. The SDK has already retried
 /// what is retryable (throttling, timeouts, 5xx, dropped connections).
 fn classify<E, R>(error: &SdkError<E, R>, queue_missing: impl Fn(&E) -> bool) -> SendError
@@ -215,8 +299,15 @@ where
     if queue_missing(service) {
         return SendError::QueueMissing;
     }
-    let code = service.code().unwrap_or("unknown").to_owned();
-    let detail = service.message().unwrap_or_default().to_owned();
+    classify_code(
+        service.code().unwrap_or("unknown").to_owned(),
+        service.message().unwrap_or_default().to_owned(),
+    )
+}
+
+/// The event's fault only for content SQS will never take; a missing queue or a
+/// permission problem is the deployment's, and worth the sender's retry.
+fn classify_code(code: String, detail: String) -> SendError {
     match code.as_str() {
         "InvalidMessageContents" => SendError::Invalid { code, detail },
         "AWS.SimpleQueueService.NonExistentQueue" | "QueueDoesNotExist" => SendError::QueueMissing,

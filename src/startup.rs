@@ -11,6 +11,7 @@ use actix_web::{App, HttpServer, web};
 use tokio::sync::Semaphore;
 
 use crate::auth::Authenticator;
+use crate::batch::BatchingQueue;
 use crate::config::Config;
 use crate::dedup::Deduplicator;
 use crate::event::MessageGroupId;
@@ -25,6 +26,21 @@ pub enum StartupError {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
+}
+
+/// The SQS queue as configured: batched (group commit) or one call per event. Batching
+/// starts a dispatcher task, so this must run inside a Tokio runtime.
+#[must_use]
+pub fn sqs_queue(config: &Config, queue: SqsQueue) -> Arc<dyn EventQueue> {
+    if config.batch {
+        Arc::new(BatchingQueue::start(
+            queue,
+            config.batch_concurrency,
+            config.forward_timeout,
+        ))
+    } else {
+        Arc::new(queue)
+    }
 }
 
 /// A bound, not yet running server.
@@ -44,7 +60,7 @@ impl Application {
     /// Builds the bridge against the SQS queue from configuration and the AWS chain.
     pub async fn build(config: &Config) -> Result<Self, StartupError> {
         let queue = SqsQueue::from_env(config.queue_url.clone(), config.forward_timeout).await;
-        Self::build_with_queue(config, Arc::new(queue))
+        Self::build_with_queue(config, sqs_queue(config, queue))
     }
 
     /// Builds the bridge in front of any [`EventQueue`] (tests use a fault-injecting fake).

@@ -121,7 +121,13 @@ async fn two_hundred_concurrent_distinct_events_in_one_group_all_arrive() {
 
 #[tokio::test]
 async fn the_vendors_four_attempts_of_one_event_are_queued_once() {
-    let app = spawn_app(&[]).await;
+    for batch in ["true", "false"] {
+        four_attempts(batch).await;
+    }
+}
+
+async fn four_attempts(batch: &str) {
+    let app = spawn_app(&[("BRIDGE_BATCH", batch)]).await;
     let body = workn_event("retried-1");
 
     // Immediate attempt, immediate retry, "after a minute" (compressed), final immediate.

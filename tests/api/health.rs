@@ -153,5 +153,6 @@ fn app_in_front_of(
         url.to_owned(),
         config.forward_timeout,
     );
-    crate::helpers::spawn_with_queue(config, std::sync::Arc::new(queue), client, url.to_owned())
+    let queue = webhook_sqs_bridge::startup::sqs_queue(config, queue);
+    crate::helpers::spawn_with_queue(config, queue, client, url.to_owned())
 }

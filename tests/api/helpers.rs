@@ -10,7 +10,7 @@ use aws_sdk_sqs::types::{Message, MessageSystemAttributeName, QueueAttributeName
 use tokio::sync::OnceCell;
 use webhook_sqs_bridge::config::Config;
 use webhook_sqs_bridge::queue::{EventQueue, SqsQueue};
-use webhook_sqs_bridge::startup::Application;
+use webhook_sqs_bridge::startup::{self, Application};
 
 pub const SECRET: &str = "test-shared-secret-1";
 pub const SECRET_2: &str = "test-shared-secret-2";
@@ -134,7 +134,7 @@ pub async fn spawn_app_on(
 ) -> TestApp {
     let config = test_config(&queue_url, extra);
     let queue = SqsQueue::new(sqs.clone(), queue_url.clone(), config.forward_timeout);
-    spawn_with_queue(&config, Arc::new(queue), sqs, queue_url)
+    spawn_with_queue(&config, startup::sqs_queue(&config, queue), sqs, queue_url)
 }
 
 /// The bridge in front of any queue implementation (fakes for faults LocalStack can't make).
