@@ -87,37 +87,42 @@ pub struct SqsQueue {
 
 impl SqsQueue {
     /// Loads the standard AWS configuration chain (environment, profile, container and
-    /// instance credentials, `AWS_ENDPOINT_URL[_SQS]`) with timeouts that fit the budget.
+    /// instance credentials, `AWS_ENDPOINT_URL[_SQS]`).
     pub async fn from_env(queue_url: String, forward_timeout: Duration) -> Self {
-        // Retries happen inside the budget: each attempt gets a third of it, so a hung
-        // connection is abandoned in time for another try.
-        let attempt =
-            (forward_timeout / 3).clamp(Duration::from_millis(200), Duration::from_secs(5));
-        let timeouts = aws_config::timeout::TimeoutConfig::builder()
-            .operation_timeout(forward_timeout)
-            .operation_attempt_timeout(attempt)
-            .connect_timeout(attempt.min(Duration::from_secs(2)))
-            .build();
-        let retries = aws_config::retry::RetryConfig::standard()
-            .with_max_attempts(5)
-            .with_initial_backoff(Duration::from_millis(50))
-            .with_max_backoff(Duration::from_secs(2));
         let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .timeout_config(timeouts)
-            .retry_config(retries)
             .load()
             .await;
         Self::new(
-            aws_sdk_sqs::Client::new(&config),
+            &aws_sdk_sqs::Client::new(&config),
             queue_url,
             forward_timeout,
         )
     }
 
+    /// Wraps a client, replacing its timeouts and retries with the bridge's: retries
+    /// happen inside the forward budget, and each attempt gets a third of it so a hung
+    /// connection is abandoned in time for another try.
     #[must_use]
-    pub fn new(client: aws_sdk_sqs::Client, queue_url: String, forward_timeout: Duration) -> Self {
+    pub fn new(client: &aws_sdk_sqs::Client, queue_url: String, forward_timeout: Duration) -> Self {
+        let attempt =
+            (forward_timeout / 3).clamp(Duration::from_millis(200), Duration::from_secs(5));
+        let timeouts = aws_sdk_sqs::config::timeout::TimeoutConfig::builder()
+            .operation_timeout(forward_timeout)
+            .operation_attempt_timeout(attempt)
+            .connect_timeout(attempt.min(Duration::from_secs(2)))
+            .build();
+        let retries = aws_sdk_sqs::config::retry::RetryConfig::standard()
+            .with_max_attempts(5)
+            .with_initial_backoff(Duration::from_millis(50))
+            .with_max_backoff(Duration::from_secs(2));
+        let config = client
+            .config()
+            .to_builder()
+            .timeout_config(timeouts)
+            .retry_config(retries)
+            .build();
         Self {
-            client,
+            client: aws_sdk_sqs::Client::from_conf(config),
             queue_url,
             forward_timeout,
         }

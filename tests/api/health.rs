@@ -83,8 +83,8 @@ async fn when_sqs_is_unreachable_the_bridge_stays_live_and_answers_503_in_time()
     let port = closed.local_addr().unwrap().port();
     drop(closed);
     let url = format!("http://127.0.0.1:{port}/000000000000/nowhere.fifo");
-    let config = crate::helpers::test_config(&url, &[("BRIDGE_FORWARD_TIMEOUT_MS", "1500")]);
-    let app = app_in_front_of(port, &url, &config);
+    let client = crate::fake_sqs::client_for(&format!("http://127.0.0.1:{port}"));
+    let app = crate::helpers::spawn_against(client, &url, &[("BRIDGE_FORWARD_TIMEOUT_MS", "1500")]);
 
     let started = Instant::now();
     let webhook = app.post_signed(&workn_event("outage")).await;
@@ -113,8 +113,8 @@ async fn an_sqs_that_never_answers_gets_503_within_the_forward_timeout() {
         }
     });
     let url = format!("http://127.0.0.1:{port}/000000000000/hang.fifo");
-    let config = crate::helpers::test_config(&url, &[("BRIDGE_FORWARD_TIMEOUT_MS", "1200")]);
-    let app = app_in_front_of(port, &url, &config);
+    let client = crate::fake_sqs::client_for(&format!("http://127.0.0.1:{port}"));
+    let app = crate::helpers::spawn_against(client, &url, &[("BRIDGE_FORWARD_TIMEOUT_MS", "1200")]);
 
     let started = Instant::now();
     let webhook = app.post_signed(&workn_event("hang")).await;
@@ -130,29 +130,4 @@ async fn an_sqs_that_never_answers_gets_503_within_the_forward_timeout() {
         elapsed >= Duration::from_secs(1) && elapsed < Duration::from_secs(2),
         "took {elapsed:?}"
     );
-}
-
-/// The bridge with its SQS client pointed at a local port instead of LocalStack.
-fn app_in_front_of(
-    port: u16,
-    url: &str,
-    config: &webhook_sqs_bridge::config::Config,
-) -> crate::helpers::TestApp {
-    let client = aws_sdk_sqs::Client::from_conf(
-        aws_sdk_sqs::Config::builder()
-            .behavior_version_latest()
-            .endpoint_url(format!("http://127.0.0.1:{port}"))
-            .region(aws_sdk_sqs::config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-                "t", "t", None, None, "t",
-            ))
-            .build(),
-    );
-    let queue = webhook_sqs_bridge::queue::SqsQueue::new(
-        client.clone(),
-        url.to_owned(),
-        config.forward_timeout,
-    );
-    let queue = webhook_sqs_bridge::startup::sqs_queue(config, queue);
-    crate::helpers::spawn_with_queue(config, queue, client, url.to_owned())
 }

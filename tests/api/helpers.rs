@@ -133,8 +133,25 @@ pub async fn spawn_app_on(
     extra: &[(&str, &str)],
 ) -> TestApp {
     let config = test_config(&queue_url, extra);
-    let queue = SqsQueue::new(sqs.clone(), queue_url.clone(), config.forward_timeout);
+    let queue = SqsQueue::new(&sqs, queue_url.clone(), config.forward_timeout);
     spawn_with_queue(&config, startup::sqs_queue(&config, queue), sqs, queue_url)
+}
+
+/// The bridge with its SQS client pointed somewhere other than LocalStack (a fake, a
+/// closed port); `sqs` in the result is that client.
+pub fn spawn_against(
+    client: aws_sdk_sqs::Client,
+    queue_url: &str,
+    extra: &[(&str, &str)],
+) -> TestApp {
+    let config = test_config(queue_url, extra);
+    let queue = SqsQueue::new(&client, queue_url.to_owned(), config.forward_timeout);
+    spawn_with_queue(
+        &config,
+        startup::sqs_queue(&config, queue),
+        client,
+        queue_url.to_owned(),
+    )
 }
 
 /// The bridge in front of any queue implementation (fakes for faults LocalStack can't make).

@@ -1,0 +1,253 @@
+//! Delivery guarantees under faults LocalStack can't produce, against the FAKE SQS in
+//! `tests/support/fake_sqs.rs`: every `200` is stored exactly once, every event the sender
+//! gave up on at most once, and failures are fast and honest.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+use serde_json::Value;
+
+use crate::fake_sqs::{FakeSqs, Fault};
+use crate::helpers::{TestApp, spawn_against, workn_event};
+
+async fn app_on_fake(extra: &[(&str, &str)]) -> (FakeSqs, TestApp) {
+    let fake = FakeSqs::start().await;
+    let app = spawn_against(fake.client(), &fake.queue_url(), extra);
+    (fake, app)
+}
+
+async fn status_and_error(response: reqwest::Response) -> (u16, String) {
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    (
+        status,
+        body["error"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn transient_sqs_failures_are_retried_inside_the_budget_and_stored_once() {
+    for batch in ["false", "true"] {
+        for faults in [
+            vec![Fault::Throttle, Fault::Throttle],
+            vec![Fault::Internal, Fault::Unavailable],
+            vec![Fault::Drop],
+            vec![Fault::StoreThen500],
+            vec![Fault::StoreThenDrop],
+            vec![Fault::Latency(Duration::from_millis(900))],
+        ] {
+            let (fake, app) = app_on_fake(&[
+                ("BRIDGE_BATCH", batch),
+                ("BRIDGE_FORWARD_TIMEOUT_MS", "3000"),
+            ])
+            .await;
+            fake.script(faults.clone());
+            let body = workn_event("transient");
+
+            let response = app.post_signed(&body).await;
+
+            assert_eq!(response.status(), 200, "batch={batch} {faults:?}");
+            let stored = fake.stored();
+            assert_eq!(stored.len(), 1, "batch={batch} {faults:?}");
+            assert_eq!(stored[0].body, body);
+        }
+    }
+}
+
+#[tokio::test]
+async fn permanent_sqs_failures_are_not_retried_and_answer_503_at_once() {
+    for batch in ["false", "true"] {
+        for (fault, code) in [
+            (Fault::AccessDenied, "sqs_unavailable"),
+            (Fault::QueueMissing, "queue_missing"),
+        ] {
+            let (fake, app) = app_on_fake(&[("BRIDGE_BATCH", batch)]).await;
+            fake.script([fault]);
+            let started = Instant::now();
+
+            let response = app.post_signed(&workn_event("permanent")).await;
+
+            assert!(
+                started.elapsed() < Duration::from_secs(1),
+                "{fault:?} took {:?}",
+                started.elapsed()
+            );
+            assert!(response.headers().contains_key("retry-after"));
+            assert_eq!(
+                status_and_error(response).await,
+                (503, code.to_owned()),
+                "batch={batch}"
+            );
+            let action = if batch == "true" {
+                "SendMessageBatch"
+            } else {
+                "SendMessage"
+            };
+            assert_eq!(fake.calls(action), 1, "{fault:?} must not be retried");
+            assert!(fake.stored().is_empty());
+        }
+    }
+}
+
+#[tokio::test]
+async fn during_an_outage_the_bridge_answers_503_in_time_and_recovers() {
+    let (fake, app) = app_on_fake(&[("BRIDGE_FORWARD_TIMEOUT_MS", "1500")]).await;
+    fake.set_outage(true);
+    let started = Instant::now();
+
+    let during = app.post_signed(&workn_event("outage-1")).await;
+
+    assert!(
+        started.elapsed() < Duration::from_millis(1500 + 700),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(during.status(), 503);
+    assert_eq!(app.get("/healthz").await.status(), 200);
+    assert_eq!(app.get("/readyz").await.status(), 503);
+    fake.set_outage(false);
+    assert_eq!(app.get("/readyz").await.status(), 200);
+    assert_eq!(
+        app.post_signed(&workn_event("outage-2")).await.status(),
+        200
+    );
+    assert_eq!(fake.stored().len(), 1);
+}
+
+#[tokio::test]
+async fn beyond_the_in_flight_cap_requests_get_503_at_once() {
+    let (fake, app) =
+        app_on_fake(&[("BRIDGE_MAX_IN_FLIGHT", "2"), ("BRIDGE_BATCH", "false")]).await;
+    fake.script([
+        Fault::Latency(Duration::from_millis(1500)),
+        Fault::Latency(Duration::from_millis(1500)),
+    ]);
+    let bodies: Vec<String> = (0..2).map(|i| workn_event(&format!("slow-{i}"))).collect();
+    let slow = join_all(bodies.iter().map(|b| app.post_signed(b)));
+    let probe = async {
+        // Once both slow forwards have reached the fake, both permits are taken.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while fake.calls("SendMessage") < 2 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let started = Instant::now();
+        let rejected = app.post_signed(&workn_event("over-cap")).await;
+        (started.elapsed(), rejected)
+    };
+
+    let (slow, (elapsed, rejected)) = tokio::join!(slow, probe);
+
+    assert!(elapsed < Duration::from_millis(500), "took {elapsed:?}");
+    assert!(rejected.headers().contains_key("retry-after"));
+    assert_eq!(
+        status_and_error(rejected).await,
+        (503, "overloaded".to_owned())
+    );
+    for response in slow {
+        assert_eq!(response.status(), 200);
+    }
+    assert_eq!(fake.stored().len(), 2);
+}
+
+/// The vendor's behaviour: on a non-2xx answer, retry at once, then after a minute
+/// (compressed here), then at once, four attempts in all.
+async fn vendor_delivers(app: &TestApp, body: String) -> bool {
+    for attempt in 0..4 {
+        if attempt == 2 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let ok = app
+            .http
+            .post(app.webhook_url())
+            .header("X-Payload-Signature", crate::helpers::SECRET)
+            .body(body.clone())
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200 || r.status() == 201);
+        if ok {
+            return true;
+        }
+    }
+    false
+}
+
+#[tokio::test]
+async fn under_every_fault_mix_acknowledged_events_are_stored_exactly_once() {
+    let mixes: [(&str, Vec<(Fault, u32)>); 4] = [
+        ("throttling", vec![(Fault::None, 6), (Fault::Throttle, 4)]),
+        (
+            "5xx and drops",
+            vec![
+                (Fault::None, 6),
+                (Fault::Internal, 2),
+                (Fault::Unavailable, 1),
+                (Fault::Drop, 1),
+            ],
+        ),
+        (
+            "ambiguous: stored, answer lost",
+            vec![
+                (Fault::None, 5),
+                (Fault::StoreThen500, 3),
+                (Fault::StoreThenDrop, 2),
+            ],
+        ),
+        (
+            "everything",
+            vec![
+                (Fault::None, 10),
+                (Fault::Throttle, 2),
+                (Fault::Internal, 2),
+                (Fault::Drop, 1),
+                (Fault::StoreThen500, 2),
+                (Fault::StoreThenDrop, 1),
+                (Fault::Latency(Duration::from_millis(300)), 1),
+                (Fault::EntryInternal, 2),
+            ],
+        ),
+    ];
+    for batch in ["false", "true"] {
+        for (seed, (name, mix)) in mixes.iter().enumerate() {
+            let (fake, app) = app_on_fake(&[
+                ("BRIDGE_BATCH", batch),
+                ("BRIDGE_FORWARD_TIMEOUT_MS", "1000"),
+            ])
+            .await;
+            fake.random(seed as u64 + 7, mix);
+            let bodies: Vec<String> = (0..40)
+                .map(|i| workn_event(&format!("{name}-{i}")))
+                .collect();
+
+            let outcomes = join_all(bodies.iter().map(|b| vendor_delivers(&app, b.clone()))).await;
+
+            let mut copies: HashMap<&str, usize> = HashMap::new();
+            for stored in fake.stored() {
+                let body = bodies
+                    .iter()
+                    .find(|b| **b == stored.body)
+                    .expect("only sent events are stored");
+                *copies.entry(body.as_str()).or_default() += 1;
+            }
+            for (body, delivered) in bodies.iter().zip(&outcomes) {
+                let n = copies.get(body.as_str()).copied().unwrap_or(0);
+                if *delivered {
+                    assert_eq!(
+                        n, 1,
+                        "batch={batch} {name}: acknowledged event stored {n} times"
+                    );
+                } else {
+                    assert!(
+                        n <= 1,
+                        "batch={batch} {name}: abandoned event stored {n} times"
+                    );
+                }
+            }
+            let acknowledged = outcomes.iter().filter(|d| **d).count();
+            assert!(
+                acknowledged >= 30,
+                "batch={batch} {name}: only {acknowledged}/40 got through"
+            );
+        }
+    }
+}

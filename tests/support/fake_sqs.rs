@@ -1,0 +1,397 @@
+//! FAKE SQS: a small in-process HTTP server speaking the AWS JSON 1.0 protocol that
+//! `aws-sdk-sqs` uses (`SendMessage`, `SendMessageBatch`, `GetQueueAttributes`), with FIFO
+//! deduplication (5-minute window, queue scope) like the real service.
+//!
+//! It exists for what LocalStack can't do: inject faults (throttling, 5xx, latency,
+//! dropped connections, "stored, then the answer was lost", outages), and serve as a fast
+//! stand-in for benchmarks. Everything else is tested against LocalStack.
+
+#![allow(dead_code)]
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// What the fake does with one request (or, in a batch, one entry).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Answer normally.
+    None,
+    /// `400 ThrottlingException`, nothing stored.
+    Throttle,
+    /// `500 InternalError`, nothing stored.
+    Internal,
+    /// `503 ServiceUnavailable`, nothing stored.
+    Unavailable,
+    /// Close the connection without answering, nothing stored.
+    Drop,
+    /// Store the message(s), then answer `500`: the sender can't know it worked.
+    StoreThen500,
+    /// Store the message(s), then close the connection without answering.
+    StoreThenDrop,
+    /// Wait this long, then answer normally.
+    Latency(Duration),
+    /// `400 AccessDenied`: permanent, nothing stored.
+    AccessDenied,
+    /// `400 QueueDoesNotExist`: permanent, nothing stored.
+    QueueMissing,
+    /// In a batch: this entry fails with `SenderFault: false` (retryable), not stored.
+    EntryInternal,
+}
+
+/// A message the fake accepted (once: duplicates are not stored again).
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub body: String,
+    pub group_id: String,
+    pub deduplication_id: String,
+    pub attributes: HashMap<String, String>,
+    pub message_id: String,
+    pub sequence_number: u64,
+}
+
+/// How faults are chosen.
+enum Plan {
+    /// One fault per request, in order; `None` once the script is used up.
+    Script(VecDeque<Fault>),
+    /// Each request (and batch entry) draws from `mix` with a seeded generator.
+    Random { mix: Vec<(Fault, u32)>, state: u64 },
+}
+
+struct State {
+    stored: Mutex<Vec<Stored>>,
+    /// Deduplication id → (message id, sequence number, when stored).
+    dedup: Mutex<HashMap<String, (String, u64, Instant)>>,
+    plan: Mutex<Plan>,
+    outage: AtomicBool,
+    sequence: AtomicU64,
+    calls: Mutex<HashMap<String, u64>>,
+}
+
+/// A running fake; dropping it does not stop the server task (tests end with the runtime).
+#[derive(Clone)]
+pub struct FakeSqs {
+    pub addr: SocketAddr,
+    state: Arc<State>,
+}
+
+impl FakeSqs {
+    /// Starts on 127.0.0.1 at an ephemeral port.
+    pub async fn start() -> Self {
+        Self::start_on("127.0.0.1:0").await
+    }
+
+    pub async fn start_on(addr: &str) -> Self {
+        let listener = TcpListener::bind(addr).await.expect("bind fake SQS");
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(State {
+            stored: Mutex::new(Vec::new()),
+            dedup: Mutex::new(HashMap::new()),
+            plan: Mutex::new(Plan::Script(VecDeque::new())),
+            outage: AtomicBool::new(false),
+            sequence: AtomicU64::new(1),
+            calls: Mutex::new(HashMap::new()),
+        });
+        let shared = Arc::clone(&state);
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                let _ = socket.set_nodelay(true);
+                tokio::spawn(serve(socket, Arc::clone(&shared)));
+            }
+        });
+        Self { addr, state }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn queue_url(&self) -> String {
+        format!("http://{}/000000000000/fake.fifo", self.addr)
+    }
+
+    /// An SDK client pointed at the fake.
+    pub fn client(&self) -> aws_sdk_sqs::Client {
+        client_for(&self.endpoint())
+    }
+
+    /// Faults for the next requests, one each, in order.
+    pub fn script(&self, faults: impl IntoIterator<Item = Fault>) {
+        *self.state.plan.lock().unwrap() = Plan::Script(faults.into_iter().collect());
+    }
+
+    /// Faults drawn at random (seeded, so a failure can be replayed) by weight.
+    pub fn random(&self, seed: u64, mix: &[(Fault, u32)]) {
+        *self.state.plan.lock().unwrap() = Plan::Random {
+            mix: mix.to_vec(),
+            state: seed.max(1),
+        };
+    }
+
+    /// While on, every connection is closed without an answer.
+    pub fn set_outage(&self, on: bool) {
+        self.state.outage.store(on, Ordering::SeqCst);
+    }
+
+    pub fn stored(&self) -> Vec<Stored> {
+        self.state.stored.lock().unwrap().clone()
+    }
+
+    /// Calls received per action (`SendMessage`, `SendMessageBatch`, ...).
+    pub fn calls(&self, action: &str) -> u64 {
+        self.state
+            .calls
+            .lock()
+            .unwrap()
+            .get(action)
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+impl State {
+    fn next_fault(&self) -> Fault {
+        match &mut *self.plan.lock().unwrap() {
+            Plan::Script(faults) => faults.pop_front().unwrap_or(Fault::None),
+            Plan::Random { mix, state } => {
+                // xorshift64: small, seeded, good enough to spread faults.
+                *state ^= *state << 13;
+                *state ^= *state >> 7;
+                *state ^= *state << 17;
+                let total: u32 = mix.iter().map(|(_, w)| w).sum();
+                if total == 0 {
+                    return Fault::None;
+                }
+                let mut pick = u32::try_from(*state % u64::from(total)).unwrap();
+                for (fault, weight) in mix.iter() {
+                    if pick < *weight {
+                        return *fault;
+                    }
+                    pick -= weight;
+                }
+                Fault::None
+            }
+        }
+    }
+
+    /// Stores one message unless its deduplication id was seen in the last 5 minutes;
+    /// either way returns its message id and sequence number, as SQS does.
+    fn store(&self, entry: &Value) -> (String, u64) {
+        let dedup_id = entry["MessageDeduplicationId"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let mut dedup = self.dedup.lock().unwrap();
+        if let Some((id, seq, at)) = dedup.get(&dedup_id)
+            && at.elapsed() < Duration::from_secs(300)
+        {
+            return (id.clone(), *seq);
+        }
+        let sequence = self.sequence.fetch_add(1, Ordering::SeqCst);
+        let message_id = format!("fake-{sequence:08}");
+        let attributes = entry["MessageAttributes"]
+            .as_object()
+            .map(|a| {
+                a.iter()
+                    .map(|(k, v)| {
+                        (
+                            k.clone(),
+                            v["StringValue"].as_str().unwrap_or_default().to_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.stored.lock().unwrap().push(Stored {
+            body: entry["MessageBody"].as_str().unwrap_or_default().to_owned(),
+            group_id: entry["MessageGroupId"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            deduplication_id: dedup_id.clone(),
+            attributes,
+            message_id: message_id.clone(),
+            sequence_number: sequence,
+        });
+        dedup.insert(dedup_id, (message_id.clone(), sequence, Instant::now()));
+        (message_id, sequence)
+    }
+}
+
+/// An SDK client for an SQS endpoint on this machine, with dummy credentials.
+pub fn client_for(endpoint: &str) -> aws_sdk_sqs::Client {
+    aws_sdk_sqs::Client::from_conf(
+        aws_sdk_sqs::Config::builder()
+            .behavior_version_latest()
+            .endpoint_url(endpoint)
+            .region(aws_sdk_sqs::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+                "fake", "fake", None, None, "fake",
+            ))
+            .build(),
+    )
+}
+
+/// What to write back, or nothing (close the connection).
+enum Answer {
+    Reply(u16, Value),
+    Close,
+}
+
+async fn serve(mut socket: TcpStream, state: Arc<State>) {
+    let mut buffer = Vec::with_capacity(8 * 1024);
+    loop {
+        let Some((target, body, consumed)) = read_request(&mut socket, &mut buffer).await else {
+            return;
+        };
+        buffer.drain(..consumed);
+        if state.outage.load(Ordering::SeqCst) {
+            return;
+        }
+        let action = target.rsplit('.').next().unwrap_or_default().to_owned();
+        *state
+            .calls
+            .lock()
+            .unwrap()
+            .entry(action.clone())
+            .or_default() += 1;
+        let fault = state.next_fault();
+        if let Fault::Latency(delay) = fault {
+            tokio::time::sleep(delay).await;
+        }
+        let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        let answer = handle(&state, &action, &request, fault);
+        let (status, value) = match answer {
+            Answer::Close => return,
+            Answer::Reply(status, value) => (status, value),
+        };
+        let payload = value.to_string();
+        let head = format!(
+            "HTTP/1.1 {status} {}\r\ncontent-type: application/x-amz-json-1.0\r\ncontent-length: {}\r\nx-amzn-requestid: fake\r\n\r\n",
+            if status == 200 { "OK" } else { "Error" },
+            payload.len()
+        );
+        if socket.write_all(head.as_bytes()).await.is_err()
+            || socket.write_all(payload.as_bytes()).await.is_err()
+        {
+            return;
+        }
+    }
+}
+
+fn error(status: u16, code: &str) -> Answer {
+    Answer::Reply(
+        status,
+        json!({ "__type": format!("com.amazonaws.sqs#{code}"), "message": format!("fake SQS: {code}") }),
+    )
+}
+
+fn handle(state: &State, action: &str, request: &Value, fault: Fault) -> Answer {
+    match fault {
+        Fault::Throttle => return error(400, "ThrottlingException"),
+        Fault::Internal => return error(500, "InternalError"),
+        Fault::Unavailable => return error(503, "ServiceUnavailable"),
+        Fault::Drop => return Answer::Close,
+        Fault::AccessDenied => return error(400, "AccessDenied"),
+        Fault::QueueMissing => return error(400, "QueueDoesNotExist"),
+        _ => {}
+    }
+    let answer = match action {
+        "SendMessage" => {
+            let (id, seq) = state.store(request);
+            Answer::Reply(
+                200,
+                json!({ "MessageId": id, "SequenceNumber": seq.to_string(), "MD5OfMessageBody": "" }),
+            )
+        }
+        "SendMessageBatch" => {
+            let mut successful = Vec::new();
+            let mut failed = Vec::new();
+            for entry in request["Entries"].as_array().into_iter().flatten() {
+                let entry_id = entry["Id"].clone();
+                // In a batch, the random plan also draws per entry.
+                if fault != Fault::StoreThen500
+                    && fault != Fault::StoreThenDrop
+                    && state.next_entry_fault() == Fault::EntryInternal
+                {
+                    failed.push(json!({ "Id": entry_id, "SenderFault": false, "Code": "InternalError", "Message": "fake SQS: entry failed" }));
+                    continue;
+                }
+                let (id, seq) = state.store(entry);
+                successful.push(json!({ "Id": entry_id, "MessageId": id, "SequenceNumber": seq.to_string(), "MD5OfMessageBody": "" }));
+            }
+            Answer::Reply(200, json!({ "Successful": successful, "Failed": failed }))
+        }
+        "GetQueueAttributes" => Answer::Reply(
+            200,
+            json!({ "Attributes": { "FifoQueue": "true", "ContentBasedDeduplication": "false" } }),
+        ),
+        other => error(400, &format!("UnsupportedOperation{other}")),
+    };
+    match fault {
+        Fault::StoreThen500 => error(500, "InternalError"),
+        Fault::StoreThenDrop => Answer::Close,
+        _ => answer,
+    }
+}
+
+impl State {
+    /// Per-entry faults only come from a random plan that lists `EntryInternal`.
+    fn next_entry_fault(&self) -> Fault {
+        let has_entry_faults = matches!(&*self.plan.lock().unwrap(), Plan::Random { mix, .. } if mix.iter().any(|(f, _)| *f == Fault::EntryInternal));
+        if has_entry_faults {
+            self.next_fault()
+        } else {
+            Fault::None
+        }
+    }
+}
+
+/// Reads one HTTP/1.1 request: returns its `X-Amz-Target`, body, and bytes consumed.
+async fn read_request(
+    socket: &mut TcpStream,
+    buffer: &mut Vec<u8>,
+) -> Option<(String, Vec<u8>, usize)> {
+    loop {
+        if let Some(end) = find(buffer, b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buffer[..end]).to_string();
+            let mut length = 0usize;
+            let mut target = String::new();
+            for line in head.lines().skip(1) {
+                if let Some((name, value)) = line.split_once(':') {
+                    let name = name.trim().to_ascii_lowercase();
+                    if name == "content-length" {
+                        length = value.trim().parse().ok()?;
+                    } else if name == "x-amz-target" {
+                        target = value.trim().to_owned();
+                    }
+                }
+            }
+            let total = end + 4 + length;
+            while buffer.len() < total {
+                if !read_more(socket, buffer).await {
+                    return None;
+                }
+            }
+            return Some((target, buffer[end + 4..total].to_vec(), total));
+        }
+        if !read_more(socket, buffer).await {
+            return None;
+        }
+    }
+}
+
+async fn read_more(socket: &mut TcpStream, buffer: &mut Vec<u8>) -> bool {
+    buffer.reserve(16 * 1024);
+    matches!(socket.read_buf(buffer).await, Ok(n) if n > 0)
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
