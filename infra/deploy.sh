@@ -1,33 +1,64 @@
 #!/usr/bin/env bash
 # Creates or updates the queue stack (infra/queue.yaml) on LocalStack or AWS, and prints
-# the queue URL on standard output (progress goes to standard error).
+# the queue URL on standard output (progress goes to standard error). On AWS it can also
+# deploy the service stack (infra/service.yaml: ECS Fargate behind an HTTPS load
+# balancer), wired to the queue stack's outputs.
 #
-#   infra/deploy.sh --target localstack|aws --stack NAME [--param Key=Value ...] [--outputs]
+#   infra/deploy.sh --target localstack|aws --stack NAME [--param Key=Value ...]
+#                   [--service-stack NAME [--param-service Key=Value ...]] [--outputs]
 #
 #   --target localstack   deploy to the LocalStack at $LOCALSTACK_ENDPOINT
 #                         (default http://127.0.0.1:4566), with its test credentials
 #   --target aws          deploy with the standard AWS chain (AWS_PROFILE, AWS_REGION, ...)
-#   --stack NAME          the CloudFormation stack name
-#   --param Key=Value     a template parameter (QueueName, MessageRetentionSeconds,
+#   --stack NAME          the queue stack's name
+#   --param Key=Value     a queue template parameter (QueueName, MessageRetentionSeconds,
 #                         VisibilityTimeoutSeconds, MaxReceiveCount,
-#                         DeadLetterRetentionSeconds, HighThroughput); repeatable
-#   --outputs             print every stack output as Key=Value instead of the URL only
+#                         DeadLetterRetentionSeconds, HighThroughput, AlarmTopicArn);
+#                         repeatable
+#   --service-stack NAME  after the queue stack, deploy infra/service.yaml as stack NAME
+#                         (--target aws only: LocalStack's community edition has no ECS or
+#                         load balancers). Its QueueUrl and BridgePolicyArn parameters come
+#                         from the queue stack's outputs unless given below.
+#   --param-service Key=Value
+#                         a service template parameter (ContainerImage, CertificateArn,
+#                         VpcId, LoadBalancerSubnetIds=subnet-a,subnet-b, ServiceSubnetIds,
+#                         SharedSecretsSecretArn, ApiKeysSecretArn, EventSetupId, ...: see
+#                         infra/service.yaml); repeatable
+#   --template FILE       deploy FILE instead of infra/queue.yaml as the --stack stack
+#   --outputs             print every output (of both stacks) as Key=Value instead of the
+#                         queue URL, or of the webhook URL when --service-stack is given
 #
-# The same template is deployed to both targets. The aws CLI comes from PATH, or from
-# the LocalStack venv that infra/localstack.sh installs.
+# Updating a stack: a parameter that is not given keeps the stack's current value (as
+# `aws cloudformation deploy` does); one the stack doesn't have yet takes its default.
+# DEPLOY_TIMEOUT_S bounds the wait for each stack (default 900 s, 1800 s for the service).
+#
+# The aws CLI comes from the LocalStack venv that infra/localstack.sh installs (for
+# --target localstack, when present), else from PATH.
+#
+# Example (AWS):
+#   infra/deploy.sh --target aws --stack bridge-queue --param QueueName=webhook-events \
+#     --service-stack bridge-service \
+#     --param-service ContainerImage=123456789012.dkr.ecr.eu-west-1.amazonaws.com/bridge:1.0.0 \
+#     --param-service CertificateArn=arn:aws:acm:eu-west-1:123456789012:certificate/abc \
+#     --param-service VpcId=vpc-0123 --param-service LoadBalancerSubnetIds=subnet-a,subnet-b \
+#     --param-service ServiceSubnetIds=subnet-c,subnet-d \
+#     --param-service SharedSecretsSecretArn=arn:aws:secretsmanager:eu-west-1:123456789012:secret:bridge-hmac-AbCdEf
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 template="$repo/infra/queue.yaml"
-target="" stack="" all_outputs=0
-params=()
+service_template="$repo/infra/service.yaml"
+target="" stack="" service_stack="" all_outputs=0
+params=() service_params=()
 
-usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,45p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --target) target="${2:-}"; shift 2 ;;
     --stack) stack="${2:-}"; shift 2 ;;
     --param) params+=("${2:-}"); shift 2 ;;
+    --service-stack) service_stack="${2:-}"; shift 2 ;;
+    --param-service) service_params+=("${2:-}"); shift 2 ;;
     --template) template="${2:-}"; shift 2 ;;
     --outputs) all_outputs=1; shift ;;
     -h | --help) usage ;;
@@ -35,85 +66,158 @@ while [ $# -gt 0 ]; do
   esac
 done
 [ -n "$stack" ] || { echo "deploy.sh: --stack is required" >&2; usage; }
+if [ ${#service_params[@]} -gt 0 ] && [ -z "$service_stack" ]; then
+  echo "deploy.sh: --param-service needs --service-stack" >&2
+  exit 2
+fi
 
 aws_cli=(aws)
 case "$target" in
   localstack)
+    [ -z "$service_stack" ] || {
+      echo "deploy.sh: --service-stack needs --target aws (LocalStack has no ECS or ELBv2)" >&2
+      exit 2
+    }
     endpoint="${LOCALSTACK_ENDPOINT:-http://127.0.0.1:4566}"
     venv_aws="${BRIDGE_TOOLS_DIR:-$repo/.tools}/localstack-venv/bin/aws"
     [ -x "$venv_aws" ] && aws_cli=("$venv_aws")
     export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_DEFAULT_REGION="${AWS_REGION:-us-east-1}"
     aws_cli+=(--endpoint-url "$endpoint" --region "$AWS_DEFAULT_REGION")
+    poll_s=1
     ;;
   aws)
-    command -v aws >/dev/null || { echo "deploy.sh: the aws CLI is needed (pip install awscli)" >&2; exit 1; }
+    poll_s=5
     ;;
   *) echo "deploy.sh: --target must be localstack or aws" >&2; usage ;;
 esac
-aws() { "${aws_cli[@]}" "$@"; }
+command -v "${aws_cli[0]}" >/dev/null || { echo "deploy.sh: the aws CLI is needed (pip install awscli)" >&2; exit 1; }
+# `command`: with aws_cli=(aws), a plain call would run this function again.
+aws() { command "${aws_cli[@]}" "$@"; }
 log() { printf '[deploy] %s\n' "$*" >&2; }
 
-param_args=()
-for p in "${params[@]+"${params[@]}"}"; do
-  key="${p%%=*}" value="${p#*=}"
-  [ "$key" != "$p" ] || { echo "deploy.sh: --param wants Key=Value, got $p" >&2; exit 2; }
-  param_args+=("ParameterKey=$key,ParameterValue=$value")
-done
+# A JSON string literal (the values are ARNs, ids and names: no control characters
+# other than tab or newline are expected).
+json_string() {
+  local s="$1"
+  s="${s//\\/\\\\}" s="${s//\"/\\\"}" s="${s//$'\t'/\\t}" s="${s//$'\n'/\\n}"
+  printf '"%s"' "$s"
+}
 
-status() {
-  aws cloudformation describe-stacks --stack-name "$stack" \
+status() { # STACK
+  aws cloudformation describe-stacks --stack-name "$1" \
     --query 'Stacks[0].StackStatus' --output text 2>/dev/null || echo NONE
 }
 
-current="$(status)"
-if [ "$current" = "ROLLBACK_COMPLETE" ]; then
-  # A stack whose creation failed can't be updated; it has no resources left to keep.
-  log "stack $stack is ROLLBACK_COMPLETE from a failed create; deleting it first"
-  aws cloudformation delete-stack --stack-name "$stack"
-  aws cloudformation wait stack-delete-complete --stack-name "$stack"
-  current=NONE
-fi
+outputs() { # STACK: every output as Key=Value
+  aws cloudformation describe-stacks --stack-name "$1" \
+    --query 'Stacks[0].Outputs[].[OutputKey,OutputValue]' --output text | tr '\t' '='
+}
 
-common=(--stack-name "$stack" --template-body "file://$template" --capabilities CAPABILITY_IAM)
-[ ${#param_args[@]} -gt 0 ] && common+=(--parameters "${param_args[@]}")
-if [ "$current" = "NONE" ]; then
-  log "creating stack $stack ($target)"
-  aws cloudformation create-stack "${common[@]}" >/dev/null
-else
-  log "updating stack $stack ($target, now $current)"
-  if ! out="$(aws cloudformation update-stack "${common[@]}" 2>&1)"; then
-    if grep -q "No updates are to be performed" <<<"$out"; then
-      log "no changes"
-    else
-      echo "$out" >&2
-      exit 1
+# deploy_stack STACK TEMPLATE TIMEOUT_S [Key=Value ...]: create or update, then wait.
+deploy_stack() {
+  local stack="$1" template="$2" timeout_s="$3"
+  shift 3
+  local given=() items=() p key value current
+  for p in "$@"; do
+    key="${p%%=*}" value="${p#*=}"
+    [ "$key" != "$p" ] && [ -n "$key" ] || { echo "deploy.sh: a parameter wants Key=Value, got $p" >&2; exit 2; }
+    given+=("$key")
+    items+=("{\"ParameterKey\":$(json_string "$key"),\"ParameterValue\":$(json_string "$value")}")
+  done
+
+  current="$(status "$stack")"
+  if [ "$current" = "ROLLBACK_COMPLETE" ]; then
+    # A stack whose creation failed can't be updated; it has no resources left to keep.
+    log "stack $stack is ROLLBACK_COMPLETE from a failed create; deleting it first"
+    aws cloudformation delete-stack --stack-name "$stack"
+    aws cloudformation wait stack-delete-complete --stack-name "$stack"
+    current=NONE
+  fi
+
+  if [ "$current" != "NONE" ]; then
+    # Keep the current value of each parameter that was not given and that both the
+    # stack and the (possibly changed) template have.
+    local in_stack in_template k
+    in_stack=" $(aws cloudformation describe-stacks --stack-name "$stack" \
+      --query 'Stacks[0].Parameters[].ParameterKey' --output text | tr -s '\t\n' '  ') "
+    in_template="$(aws cloudformation get-template-summary --template-body "file://$template" \
+      --query 'Parameters[].ParameterKey' --output text | tr -s '\t\n' '  ')"
+    for k in $in_template; do
+      [[ "$in_stack" == *" $k "* ]] || continue
+      [[ " ${given[*]-} " == *" $k "* ]] && continue
+      items+=("{\"ParameterKey\":$(json_string "$k"),\"UsePreviousValue\":true}")
+    done
+  fi
+
+  local common=(--stack-name "$stack" --template-body "file://$template" --capabilities CAPABILITY_IAM)
+  if [ ${#items[@]} -gt 0 ]; then
+    local joined
+    joined="$(IFS=,; echo "${items[*]}")"
+    common+=(--parameters "[$joined]")
+  fi
+  if [ "$current" = "NONE" ]; then
+    log "creating stack $stack ($target, $(basename "$template"))"
+    aws cloudformation create-stack "${common[@]}" >/dev/null
+  else
+    log "updating stack $stack ($target, $(basename "$template"), now $current)"
+    local out
+    if ! out="$(aws cloudformation update-stack "${common[@]}" 2>&1)"; then
+      if grep -q "No updates are to be performed" <<<"$out"; then
+        log "no changes"
+      else
+        echo "$out" >&2
+        exit 1
+      fi
     fi
   fi
+
+  # Poll rather than `aws cloudformation deploy`/`wait`, whose own polling adds ~30 s.
+  local deadline=$((SECONDS + timeout_s))
+  while :; do
+    current="$(status "$stack")"
+    case "$current" in
+      CREATE_COMPLETE | UPDATE_COMPLETE) break ;;
+      *ROLLBACK* | *FAILED*)
+        log "stack $stack ended $current; events:"
+        aws cloudformation describe-stack-events --stack-name "$stack" \
+          --query 'StackEvents[?contains(ResourceStatus, `FAILED`)].[LogicalResourceId,ResourceStatusReason]' \
+          --output text >&2 || true
+        exit 1
+        ;;
+    esac
+    [ "$SECONDS" -lt "$deadline" ] || { log "timed out waiting for $stack ($current)"; exit 1; }
+    sleep "$poll_s"
+  done
+  log "stack $stack is $current"
+}
+
+deploy_stack "$stack" "$template" "${DEPLOY_TIMEOUT_S:-900}" "${params[@]+"${params[@]}"}"
+queue_outputs="$(outputs "$stack")"
+
+if [ -z "$service_stack" ]; then
+  if [ "$all_outputs" = 1 ]; then
+    echo "$queue_outputs"
+  else
+    sed -n 's/^QueueUrl=//p' <<<"$queue_outputs"
+  fi
+  exit 0
 fi
 
-# Poll rather than `aws cloudformation deploy`/`wait`, whose own polling adds ~30 s.
-deadline=$((SECONDS + ${DEPLOY_TIMEOUT_S:-900}))
-while :; do
-  current="$(status)"
-  case "$current" in
-    CREATE_COMPLETE | UPDATE_COMPLETE) break ;;
-    *ROLLBACK* | *FAILED*)
-      log "stack $stack ended $current; events:"
-      aws cloudformation describe-stack-events --stack-name "$stack" \
-        --query 'StackEvents[?contains(ResourceStatus, `FAILED`)].[LogicalResourceId,ResourceStatusReason]' \
-        --output text >&2 || true
-      exit 1
-      ;;
-  esac
-  [ "$SECONDS" -lt "$deadline" ] || { log "timed out waiting for $stack ($current)"; exit 1; }
-  sleep 1
+# The service stack gets the queue stack's URL and policy unless they were given.
+wired=()
+for key in QueueUrl BridgePolicyArn; do
+  if ! printf '%s\n' "${service_params[@]+"${service_params[@]}"}" | grep -q "^$key="; then
+    value="$(sed -n "s/^$key=//p" <<<"$queue_outputs")"
+    [ -n "$value" ] || { echo "deploy.sh: the queue stack $stack has no $key output" >&2; exit 1; }
+    wired+=("$key=$value")
+  fi
 done
-log "stack $stack is $current"
+deploy_stack "$service_stack" "$service_template" "${DEPLOY_TIMEOUT_S:-1800}" \
+  "${wired[@]+"${wired[@]}"}" "${service_params[@]+"${service_params[@]}"}"
+service_outputs="$(outputs "$service_stack")"
 
 if [ "$all_outputs" = 1 ]; then
-  aws cloudformation describe-stacks --stack-name "$stack" \
-    --query 'Stacks[0].Outputs[].[OutputKey,OutputValue]' --output text | tr '\t' '='
+  printf '%s\n%s\n' "$queue_outputs" "$service_outputs"
 else
-  aws cloudformation describe-stacks --stack-name "$stack" \
-    --query "Stacks[0].Outputs[?OutputKey=='QueueUrl'].OutputValue" --output text
+  sed -n 's/^WebhookUrl=//p' <<<"$service_outputs"
 fi

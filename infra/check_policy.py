@@ -1,0 +1,151 @@
+#!/usr/bin/env python3
+"""Checks that the bridge's IAM policy in infra/queue.yaml is least privilege.
+
+    python3 infra/check_policy.py [TEMPLATE]     (default: infra/queue.yaml; needs PyYAML)
+
+The policy is the resource the BridgePolicyArn output refers to; the queue is the one the
+QueueUrl output refers to. The policy must hold exactly one statement: Effect Allow,
+Action exactly sqs:SendMessage and sqs:GetQueueAttributes, Resource exactly that queue's
+ARN (!GetAtt Queue.Arn), with no wildcards, NotAction or NotResource. Prints every
+problem found and exits 1 if there is any.
+"""
+
+import sys
+from pathlib import Path
+
+import yaml
+
+# IAM action names are case-insensitive: compared in lower case, reported as written here.
+CANONICAL_ACTIONS = {a.lower(): a for a in ("sqs:SendMessage", "sqs:GetQueueAttributes")}
+EXPECTED_ACTIONS = set(CANONICAL_ACTIONS)
+POLICY_TYPES = {"AWS::IAM::ManagedPolicy", "AWS::IAM::Policy"}
+
+
+class CfnLoader(yaml.SafeLoader):
+    """A YAML loader that turns CloudFormation's short tags into their long form."""
+
+
+def _construct_tag(loader, tag_suffix, node):
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    if tag_suffix == "Ref":
+        return {"Ref": value}
+    if tag_suffix == "Condition":
+        return {"Condition": value}
+    if tag_suffix == "GetAtt" and isinstance(value, str):
+        # !GetAtt Queue.Arn is ["Queue", "Arn"] in the long form.
+        value = value.split(".", 1)
+    return {f"Fn::{tag_suffix}": value}
+
+
+CfnLoader.add_multi_constructor("!", _construct_tag)
+
+
+def load(path):
+    with open(path, encoding="utf-8") as f:
+        return yaml.load(f, Loader=CfnLoader)  # noqa: S506 - CfnLoader is a SafeLoader
+
+
+def as_list(value):
+    return value if isinstance(value, list) else [value]
+
+
+def referenced_resource(template, output):
+    """The logical id an output's `!Ref X` (or `!GetAtt X.Arn`) names, or None."""
+    value = (template.get("Outputs") or {}).get(output, {}).get("Value")
+    if isinstance(value, dict) and "Ref" in value:
+        return value["Ref"]
+    if isinstance(value, dict) and "Fn::GetAtt" in value:
+        return value["Fn::GetAtt"][0]
+    return None
+
+
+def check(template):
+    problems = []
+    resources = template.get("Resources") or {}
+
+    queue_id = referenced_resource(template, "QueueUrl")
+    if not queue_id or resources.get(queue_id, {}).get("Type") != "AWS::SQS::Queue":
+        return [f"the QueueUrl output must be !Ref of an AWS::SQS::Queue, got {queue_id!r}"]
+    policy_id = referenced_resource(template, "BridgePolicyArn")
+    policy = resources.get(policy_id, {}) if policy_id else {}
+    if policy.get("Type") not in POLICY_TYPES:
+        return [
+            "the BridgePolicyArn output must be !Ref of an IAM policy resource "
+            f"({' or '.join(sorted(POLICY_TYPES))}), got {policy_id!r}"
+        ]
+
+    document = (policy.get("Properties") or {}).get("PolicyDocument") or {}
+    where = f"{policy_id}.PolicyDocument"
+    if document.get("Version") != "2012-10-17":
+        problems.append(f"{where}: Version must be \"2012-10-17\", got {document.get('Version')!r}")
+    statements = as_list(document.get("Statement") or [])
+    if len(statements) != 1:
+        problems.append(f"{where}: must have exactly one statement, has {len(statements)}")
+
+    expected_resource = {"Fn::GetAtt": [queue_id, "Arn"]}
+    for i, statement in enumerate(statements):
+        at = f"{where}.Statement[{i}]"
+        if not isinstance(statement, dict):
+            problems.append(f"{at}: is not a statement: {statement!r}")
+            continue
+        if statement.get("Effect") != "Allow":
+            problems.append(f"{at}: Effect must be Allow, got {statement.get('Effect')!r}")
+        for key in ("NotAction", "NotResource", "NotPrincipal", "Principal"):
+            if key in statement:
+                problems.append(f"{at}: must not use {key}")
+
+        actions = as_list(statement.get("Action", []))
+        bad = [a for a in actions if not isinstance(a, str)]
+        if bad:
+            problems.append(f"{at}: Action must be plain strings, got {bad!r}")
+        names = [a for a in actions if isinstance(a, str)]
+        wild = [a for a in names if "*" in a or "?" in a]
+        if wild:
+            problems.append(f"{at}: Action has wildcards: {wild}")
+        got = {a.lower() for a in names}
+        if got != EXPECTED_ACTIONS or len(names) != len(got):
+            extra = sorted(a for a in names if a.lower() not in EXPECTED_ACTIONS)
+            missing = sorted(CANONICAL_ACTIONS[a] for a in EXPECTED_ACTIONS - got)
+            problems.append(
+                f"{at}: Action must be exactly sqs:SendMessage and sqs:GetQueueAttributes"
+                + (f"; not allowed: {extra}" if extra else "")
+                + (f"; missing: {missing}" if missing else "")
+                + ("; duplicated entries" if len(names) != len(got) else "")
+            )
+
+        targets = as_list(statement.get("Resource", []))
+        if targets != [expected_resource]:
+            problems.append(
+                f"{at}: Resource must be only the queue's ARN (!GetAtt {queue_id}.Arn), "
+                f"got {targets!r}"
+            )
+        if any(isinstance(t, str) and ("*" in t or "?" in t) for t in targets):
+            problems.append(f"{at}: Resource has wildcards")
+    return problems
+
+
+def main(argv):
+    path = Path(argv[1]) if len(argv) > 1 else Path(__file__).with_name("queue.yaml")
+    try:
+        template = load(path)
+    except (OSError, yaml.YAMLError) as e:
+        print(f"check_policy: can't read {path}: {e}", file=sys.stderr)
+        return 1
+    problems = check(template)
+    if problems:
+        print(f"check_policy: {path}: the bridge's IAM policy is not least privilege:", file=sys.stderr)
+        for p in problems:
+            print(f"  - {p}", file=sys.stderr)
+        return 1
+    print(f"check_policy: {path}: bridge policy allows only sqs:SendMessage and "
+          "sqs:GetQueueAttributes on the queue's ARN")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
