@@ -262,7 +262,7 @@ impl Config {
 
         let (value, source) = parse("BRIDGE_BATCH", "true");
         let batch = parse_bool(&value).map_err(|p| ConfigError::new(source, p))?;
-        let batch_concurrency = number(&parse("BRIDGE_BATCH_CONCURRENCY", "4"), 1, 256)?;
+        let batch_concurrency = number(&parse("BRIDGE_BATCH_CONCURRENCY", "2"), 1, 256)?;
 
         Ok(Self {
             queue_url,

@@ -67,8 +67,8 @@ pub struct Deduplicator {
 /// it again) and the last millisecond used in each group (so no two events share one).
 #[derive(Debug, Default)]
 struct TimestampState {
-    by_identity: HashMap<[u8; 32], i64>,
-    expiry: VecDeque<(Instant, [u8; 32])>,
+    by_identity: HashMap<Identity, i64>,
+    expiry: VecDeque<(Instant, Identity)>,
     last_ms: HashMap<MessageGroupId, i64>,
 }
 
@@ -128,7 +128,7 @@ impl Deduplicator {
     fn timestamp_for(
         &self,
         group: &MessageGroupId,
-        key: [u8; 32],
+        key: Identity,
         now_ms: i64,
         now: Instant,
     ) -> i64 {
@@ -147,8 +147,8 @@ impl Deduplicator {
             _ => now_ms,
         };
         state.last_ms.insert(group.clone(), ms);
+        state.expiry.push_back((now + self.window, key.clone()));
         state.by_identity.insert(key, ms);
-        state.expiry.push_back((now + self.window, key));
         ms
     }
 
@@ -166,12 +166,13 @@ impl Deduplicator {
 impl TimestampState {
     fn expire(&mut self, now: Instant, now_ms: i64) {
         let mut expired_any = false;
-        while let Some(&(deadline, key)) = self.expiry.front() {
-            if deadline > now {
+        while let Some((deadline, _)) = self.expiry.front() {
+            if *deadline > now {
                 break;
             }
-            self.expiry.pop_front();
-            self.by_identity.remove(&key);
+            if let Some((_, key)) = self.expiry.pop_front() {
+                self.by_identity.remove(&key);
+            }
             expired_any = true;
         }
         if expired_any {
@@ -183,21 +184,27 @@ impl TimestampState {
 }
 
 /// Who an event is, within its group: its id field when it has one, else its body.
-fn identity_key(group: &MessageGroupId, event: &ParsedEvent, body: &[u8]) -> [u8; 32] {
-    let mut hasher = Sha256::new();
-    hasher.update(group.as_str().as_bytes());
-    hasher.update([0]);
-    match &event.id {
-        Some(id) => {
-            hasher.update(b"id\0");
-            hasher.update(id.value.as_bytes());
-        }
-        None => {
-            hasher.update(b"body\0");
-            hasher.update(body);
-        }
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Identity {
+    group: MessageGroupId,
+    who: Who,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Who {
+    Id(String),
+    /// SHA-256 of the body: collision-resistant, so distinct bodies are never merged.
+    Body([u8; 32]),
+}
+
+fn identity_key(group: &MessageGroupId, event: &ParsedEvent, body: &[u8]) -> Identity {
+    Identity {
+        group: group.clone(),
+        who: match &event.id {
+            Some(id) => Who::Id(id.value.clone()),
+            None => Who::Body(body_digest(body)),
+        },
     }
-    hasher.finalize().into()
 }
 
 #[cfg(test)]
@@ -209,8 +216,11 @@ mod tests {
         MessageGroupId::parse(s).unwrap()
     }
 
-    fn key(n: u8) -> [u8; 32] {
-        [n; 32]
+    fn key(n: u8) -> Identity {
+        Identity {
+            group: group("g"),
+            who: Who::Body([n; 32]),
+        }
     }
 
     #[test]

@@ -85,8 +85,19 @@ impl DeduplicationId {
     /// The vendor's format, `YYYY-MM-DDTHH:MM:SS.mmm` in UTC, for a Unix time in milliseconds.
     #[must_use]
     pub fn from_unix_millis(ms: i64) -> Self {
-        let time = chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default();
-        Self(time.format("%Y-%m-%dT%H:%M:%S%.3f").to_string())
+        use chrono::{Datelike as _, Timelike as _};
+        // Written out rather than through a strftime string, which is parsed on every call.
+        let t = chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default();
+        Self(format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}",
+            t.year(),
+            t.month(),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second(),
+            t.timestamp_subsec_millis()
+        ))
     }
 
     /// A SHA-256 digest in lowercase hex: 64 characters, always valid.
@@ -212,6 +223,11 @@ pub fn body_digest(body: &[u8]) -> [u8; 32] {
 /// Checks a body and reads what the bridge needs from it.
 pub fn parse(body: &[u8]) -> Result<ParsedEvent, EventError> {
     let text = std::str::from_utf8(body).map_err(|e| EventError::NotUtf8(e.valid_up_to()))?;
+    parse_text(text)
+}
+
+/// [`parse`] for a body already known to be UTF-8.
+pub fn parse_text(text: &str) -> Result<ParsedEvent, EventError> {
     check_sqs_characters(text.as_bytes())?;
     let value: Value =
         serde_json::from_str(text).map_err(|e| EventError::Malformed(e.to_string()))?;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use futures_util::StreamExt as _;
 use serde::Serialize;
 use tokio::sync::Semaphore;
@@ -317,7 +317,10 @@ async fn forward(
     let method = state.authenticator.check_body(&presented, pending, &body)?;
     log.auth = Some(method.as_str());
 
-    let event = event::parse(&body)?;
+    // One copy-free conversion: the same string is checked, hashed and sent.
+    let body = String::from_utf8(Vec::from(body))
+        .map_err(|e| EventError::NotUtf8(e.utf8_error().valid_up_to()))?;
+    let event = event::parse_text(&body)?;
     log.event_id = event.id.as_ref().map(|id| id.value.clone());
     log.event_type.clone_from(&event.event_type);
     for (field, problem) in &event.ignored_keys {
@@ -328,17 +331,16 @@ async fn forward(
         .clone()
         .or_else(|| state.default_group.clone())
         .ok_or(WebhookError::NoGroup)?;
-    let deduplication_id = state.deduplicator.assign(&group_id, &event, &body);
+    let deduplication_id = state
+        .deduplicator
+        .assign(&group_id, &event, body.as_bytes());
     log.group_id = Some(group_id.as_str().to_owned());
     log.deduplication_id = Some(deduplication_id.as_str().to_owned());
 
-    // The body was checked to be UTF-8 by `event::parse`.
-    let text = String::from_utf8(body.to_vec())
-        .map_err(|e| EventError::NotUtf8(e.utf8_error().valid_up_to()))?;
     let receipt = state
         .queue
         .send(OutgoingMessage {
-            body: text,
+            body,
             group_id: group_id.clone(),
             deduplication_id: deduplication_id.clone(),
             attributes: event.attributes(),
@@ -389,7 +391,7 @@ async fn read_body(
     mut payload: web::Payload,
     limit: usize,
     timeout: Duration,
-) -> Result<Bytes, WebhookError> {
+) -> Result<BytesMut, WebhookError> {
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -407,7 +409,7 @@ async fn read_body(
             }
             body.extend_from_slice(&chunk);
         }
-        Ok(body.freeze())
+        Ok(body)
     };
     tokio::time::timeout(timeout, read)
         .await

@@ -72,6 +72,9 @@ struct State {
     outage: AtomicBool,
     sequence: AtomicU64,
     calls: Mutex<HashMap<String, u64>>,
+    /// Off for benchmarks: count messages without keeping their bodies.
+    keep_messages: bool,
+    stored_count: AtomicU64,
 }
 
 /// A running fake; dropping it does not stop the server task (tests end with the runtime).
@@ -88,6 +91,11 @@ impl FakeSqs {
     }
 
     pub async fn start_on(addr: &str) -> Self {
+        Self::start_with(addr, true).await
+    }
+
+    /// `keep_messages: false` keeps memory flat under long benchmark runs.
+    pub async fn start_with(addr: &str, keep_messages: bool) -> Self {
         let listener = TcpListener::bind(addr).await.expect("bind fake SQS");
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(State {
@@ -97,6 +105,8 @@ impl FakeSqs {
             outage: AtomicBool::new(false),
             sequence: AtomicU64::new(1),
             calls: Mutex::new(HashMap::new()),
+            keep_messages,
+            stored_count: AtomicU64::new(0),
         });
         let shared = Arc::clone(&state);
         tokio::spawn(async move {
@@ -141,6 +151,11 @@ impl FakeSqs {
 
     pub fn stored(&self) -> Vec<Stored> {
         self.state.stored.lock().unwrap().clone()
+    }
+
+    /// How many distinct messages were stored.
+    pub fn stored_count(&self) -> u64 {
+        self.state.stored_count.load(Ordering::SeqCst)
     }
 
     /// Calls received per action (`SendMessage`, `SendMessageBatch`, ...).
@@ -208,17 +223,20 @@ impl State {
                     .collect()
             })
             .unwrap_or_default();
-        self.stored.lock().unwrap().push(Stored {
-            body: entry["MessageBody"].as_str().unwrap_or_default().to_owned(),
-            group_id: entry["MessageGroupId"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned(),
-            deduplication_id: dedup_id.clone(),
-            attributes,
-            message_id: message_id.clone(),
-            sequence_number: sequence,
-        });
+        self.stored_count.fetch_add(1, Ordering::SeqCst);
+        if self.keep_messages {
+            self.stored.lock().unwrap().push(Stored {
+                body: entry["MessageBody"].as_str().unwrap_or_default().to_owned(),
+                group_id: entry["MessageGroupId"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                deduplication_id: dedup_id.clone(),
+                attributes,
+                message_id: message_id.clone(),
+                sequence_number: sequence,
+            });
+        }
         dedup.insert(dedup_id, (message_id.clone(), sequence, Instant::now()));
         (message_id, sequence)
     }
@@ -251,6 +269,23 @@ async fn serve(mut socket: TcpStream, state: Arc<State>) {
             return;
         };
         buffer.drain(..consumed);
+        if target.is_empty() {
+            // Not an SQS call (no X-Amz-Target): the stats page, for benchmarks.
+            let calls = state.calls.lock().unwrap().clone();
+            let page =
+                json!({ "stored": state.stored_count.load(Ordering::SeqCst), "calls": calls })
+                    .to_string();
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                page.len()
+            );
+            if socket.write_all(head.as_bytes()).await.is_err()
+                || socket.write_all(page.as_bytes()).await.is_err()
+            {
+                return;
+            }
+            continue;
+        }
         if state.outage.load(Ordering::SeqCst) {
             return;
         }
