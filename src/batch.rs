@@ -18,6 +18,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use crate::queue::{
     EntryResult, EventQueue, OutgoingMessage, Readiness, Receipt, SendError, SqsQueue,
 };
+use crate::telemetry::metric;
 
 /// SQS's limits for one `SendMessageBatch` call.
 pub const MAX_ENTRIES: usize = 10;
@@ -158,6 +159,8 @@ async fn dispatch(
 /// One batch call, and each entry's answer.
 async fn send(queue: &SqsQueue, batch: Vec<Pending>, resubmit: &mpsc::UnboundedSender<Pending>) {
     let messages = batch.iter().map(|p| p.message.clone()).collect();
+    #[allow(clippy::cast_precision_loss)] // at most 10
+    metrics::histogram!(metric::SQS_BATCH_SIZE).record(batch.len() as f64);
     match queue.send_batch(messages).await {
         Err(error) => {
             for pending in batch {

@@ -13,6 +13,9 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
+use crate::access::{self, SourcePolicy};
+use std::sync::Arc;
+
 use crate::dedup::DedupMode;
 use crate::event::{EventSetupId, MAX_BODY_BYTES};
 
@@ -35,6 +38,11 @@ pub const SETTINGS: &[&str] = &[
     "BRIDGE_BODY_READ_TIMEOUT_MS",
     "BRIDGE_BATCH",
     "BRIDGE_BATCH_CONCURRENCY",
+    "BRIDGE_METRICS_LISTEN",
+    "BRIDGE_ALLOWED_SOURCES",
+    "BRIDGE_TRUSTED_PROXIES",
+    "BRIDGE_TLS_CERT",
+    "BRIDGE_TLS_KEY",
 ];
 
 /// A setting that can't be used, and why. The value itself is never shown: it may be a
@@ -47,7 +55,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn new(setting: impl Into<String>, problem: impl Into<String>) -> Self {
+    pub(crate) fn new(setting: impl Into<String>, problem: impl Into<String>) -> Self {
         Self {
             setting: setting.into(),
             problem: problem.into(),
@@ -93,6 +101,12 @@ pub struct Config {
     pub batch: bool,
     /// Batch calls in flight at once.
     pub batch_concurrency: usize,
+    /// Serve `/metrics` here instead of on the webhook's listener.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Source allow-list and trusted proxies.
+    pub sources: SourcePolicy,
+    /// Native HTTPS; `None` serves plain HTTP (behind a TLS-terminating load balancer).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl fmt::Debug for Config {
@@ -115,6 +129,9 @@ impl fmt::Debug for Config {
             .field("body_read_timeout", &self.body_read_timeout)
             .field("batch", &self.batch)
             .field("batch_concurrency", &self.batch_concurrency)
+            .field("metrics_listen", &self.metrics_listen)
+            .field("sources", &self.sources)
+            .field("tls", &self.tls.is_some())
             .finish()
     }
 }
@@ -264,6 +281,48 @@ impl Config {
         let batch = parse_bool(&value).map_err(|p| ConfigError::new(source, p))?;
         let batch_concurrency = number(&parse("BRIDGE_BATCH_CONCURRENCY", "2"), 1, 256)?;
 
+        let metrics_listen = get("BRIDGE_METRICS_LISTEN")
+            .map(|r| {
+                r.value.trim().parse().map_err(|_| {
+                    ConfigError::new(
+                        &r.source,
+                        "must be an address and port such as 0.0.0.0:9090",
+                    )
+                })
+            })
+            .transpose()?;
+        let networks = |name: &str| {
+            get(name)
+                .map(|r| {
+                    access::parse_networks(&r.value).map_err(|p| ConfigError::new(&r.source, p))
+                })
+                .transpose()
+                .map(Option::unwrap_or_default)
+        };
+        let sources = SourcePolicy {
+            allowed: networks("BRIDGE_ALLOWED_SOURCES")?,
+            trusted_proxies: networks("BRIDGE_TRUSTED_PROXIES")?,
+        };
+        let tls = match (get("BRIDGE_TLS_CERT"), get("BRIDGE_TLS_KEY")) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => Some(crate::tls::server_config(
+                Path::new(cert.value.trim()),
+                Path::new(key.value.trim()),
+            )?),
+            (Some(_), None) => {
+                return Err(ConfigError::new(
+                    "BRIDGE_TLS_KEY",
+                    "is required with BRIDGE_TLS_CERT",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::new(
+                    "BRIDGE_TLS_CERT",
+                    "is required with BRIDGE_TLS_KEY",
+                ));
+            }
+        };
+
         Ok(Self {
             queue_url,
             event_setup_id,
@@ -282,6 +341,9 @@ impl Config {
             body_read_timeout,
             batch,
             batch_concurrency,
+            metrics_listen,
+            sources,
+            tls,
         })
     }
 

@@ -3,14 +3,17 @@
 //!
 //! Layout (see ARCHITECTURE.md for the full map):
 //! - [`config`]: settings from file and environment, validated once.
+//! - [`access`]: source allow-list and trusted proxies.
 //! - [`auth`]: `X-api-key` / `X-Payload-Signature` checks.
 //! - [`event`]: body checks and the FIFO key newtypes.
 //! - [`dedup`]: choosing deduplication ids.
 //! - [`queue`]: the `EventQueue` seam and its SQS implementation.
 //! - [`batch`]: group commit of concurrent forwards into `SendMessageBatch`.
-//! - [`routes`]: the HTTP handlers; [`startup`]: the server; [`telemetry`]: logging.
+//! - [`routes`]: the HTTP handlers; [`startup`]: the server; [`tls`]: native HTTPS.
+//! - [`telemetry`]: logging and Prometheus metrics.
 //! - [`cli`]: the command line (`serve`, `sign`).
 
+pub mod access;
 pub mod auth;
 pub mod batch;
 pub mod cli;
@@ -21,3 +24,4 @@ pub mod queue;
 pub mod routes;
 pub mod startup;
 pub mod telemetry;
+pub mod tls;

@@ -10,6 +10,7 @@ use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_sqs::types::{MessageAttributeValue, QueueAttributeName, SendMessageBatchRequestEntry};
 
 use crate::event::{DeduplicationId, MessageGroupId};
+use crate::telemetry::metric;
 
 /// One message, ready for SQS: every field already valid.
 #[derive(Debug, Clone)]
@@ -158,6 +159,19 @@ impl EventQueue for SqsQueue {
     }
 
     async fn readiness(&self) -> Readiness {
+        let readiness = self.check_queue().await;
+        metrics::gauge!(metric::READY).set(if matches!(readiness, Readiness::Ready { .. }) {
+            1.0
+        } else {
+            0.0
+        });
+        readiness
+    }
+}
+
+impl SqsQueue {
+    async fn check_queue(&self) -> Readiness {
+        let started = std::time::Instant::now();
         let call = self
             .client
             .get_queue_attributes()
@@ -165,7 +179,10 @@ impl EventQueue for SqsQueue {
             .attribute_names(QueueAttributeName::FifoQueue)
             .attribute_names(QueueAttributeName::ContentBasedDeduplication)
             .send();
-        let answer = match tokio::time::timeout(self.forward_timeout, call).await {
+        let answer = tokio::time::timeout(self.forward_timeout, call).await;
+        metrics::histogram!(metric::SQS_CALL_DURATION, "action" => "GetQueueAttributes")
+            .record(started.elapsed().as_secs_f64());
+        let answer = match answer {
             Err(_) => return Readiness::NotReady("SQS did not answer GetQueueAttributes".into()),
             Ok(Err(e)) => {
                 return Readiness::NotReady(match classify(&e, aws_sdk_sqs::operation::get_queue_attributes::GetQueueAttributesError::is_queue_does_not_exist) {
@@ -191,6 +208,25 @@ impl EventQueue for SqsQueue {
             Readiness::NotReady(format!("queue {} is not a FIFO queue", self.queue_url))
         }
     }
+}
+
+/// Records one SQS call's latency and, when it failed, its error code.
+fn observe<T>(
+    action: &'static str,
+    started: std::time::Instant,
+    result: Result<T, SendError>,
+) -> Result<T, SendError> {
+    metrics::histogram!(metric::SQS_CALL_DURATION, "action" => action)
+        .record(started.elapsed().as_secs_f64());
+    if let Err(error) = &result {
+        let code = match error {
+            SendError::Invalid { code, .. } | SendError::Failed { code, .. } => code.clone(),
+            SendError::QueueMissing => "queue_missing".to_owned(),
+            SendError::Timeout(_) => "timeout".to_owned(),
+        };
+        metrics::counter!(metric::SQS_ERRORS, "action" => action, "code" => code).increment(1);
+    }
+    result
 }
 
 fn string_attribute(value: String) -> MessageAttributeValue {
@@ -243,10 +279,12 @@ impl SqsQueue {
             .queue_url(&self.queue_url)
             .set_entries(Some(entries))
             .send();
+        let started = std::time::Instant::now();
         let answer = tokio::time::timeout(self.forward_timeout, call)
             .await
-            .map_err(|_| SendError::Timeout(self.forward_timeout.as_millis()))?
-            .map_err(|e| classify(&e, aws_sdk_sqs::operation::send_message_batch::SendMessageBatchError::is_queue_does_not_exist))?;
+            .map_err(|_| SendError::Timeout(self.forward_timeout.as_millis()))
+            .and_then(|r| r.map_err(|e| classify(&e, aws_sdk_sqs::operation::send_message_batch::SendMessageBatchError::is_queue_does_not_exist)));
+        let answer = observe("SendMessageBatch", started, answer)?;
         let mut results: Vec<Option<EntryResult>> = vec![None; count];
         for ok in answer.successful {
             if let Some(slot) = ok.id.parse::<usize>().ok().and_then(|i| results.get_mut(i)) {

@@ -16,10 +16,12 @@ use futures_util::StreamExt as _;
 use serde::Serialize;
 use tokio::sync::Semaphore;
 
+use crate::access::{AccessError, SourcePolicy};
 use crate::auth::{AuthError, Authenticator, Presented};
 use crate::dedup::Deduplicator;
 use crate::event::{self, EventError, MessageGroupId};
 use crate::queue::{EventQueue, OutgoingMessage, Readiness, SendError};
+use crate::telemetry::metric;
 
 /// Everything a request needs, shared by all workers.
 pub struct AppState {
@@ -38,19 +40,44 @@ pub struct AppState {
     pub draining: AtomicBool,
     /// Shown on `/readyz` (e.g. authentication disabled).
     pub warnings: Vec<String>,
+    /// Source allow-list, checked before authentication.
+    pub sources: SourcePolicy,
 }
 
-/// Registers the routes; the webhook at `path`.
-pub fn configure(cfg: &mut web::ServiceConfig, path: &str) {
+/// Registers the routes; the webhook at `path`, and `/metrics` unless it has a listener
+/// of its own.
+pub fn configure(cfg: &mut web::ServiceConfig, path: &str, with_metrics: bool) {
     cfg.route(path, web::post().to(webhook))
         .route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz));
+    if with_metrics {
+        cfg.route("/metrics", web::get().to(metrics));
+    }
+}
+
+/// `GET /metrics`: Prometheus text format. Gauges that are cheaper to read than to keep
+/// up to date on every request are sampled here.
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    let in_flight = state.max_in_flight as usize - state.in_flight.available_permits();
+    #[allow(clippy::cast_precision_loss)] // counts far below 2^52
+    {
+        metrics::gauge!(metric::FORWARDS_IN_FLIGHT).set(in_flight as f64);
+        metrics::gauge!(metric::MAX_IN_FLIGHT).set(f64::from(state.max_in_flight));
+        metrics::gauge!(metric::DEDUP_REMEMBERED).set(state.deduplicator.remembered() as f64);
+    }
+    let handle = crate::telemetry::prometheus();
+    handle.run_upkeep();
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(handle.render())
 }
 
 /// Why a webhook was not accepted. Each variant maps to one status and a JSON body
 /// `{"error": code, "detail": what to fix}`; causes from SQS are logged, not shown.
 #[derive(Debug, thiserror::Error)]
 pub enum WebhookError {
+    #[error(transparent)]
+    Forbidden(#[from] AccessError),
     #[error(transparent)]
     Unauthorized(#[from] AuthError),
     #[error("Content-Type `{0}` is not JSON; send application/json")]
@@ -78,6 +105,7 @@ impl WebhookError {
     #[must_use]
     pub fn code(&self) -> &str {
         match self {
+            Self::Forbidden(_) => "forbidden",
             Self::Unauthorized(_) => "unauthorized",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::TooLarge(_) => "too_large",
@@ -95,6 +123,7 @@ impl WebhookError {
     #[must_use]
     pub fn outcome(&self) -> &'static str {
         match self {
+            Self::Forbidden(_) => "forbidden",
             Self::Unauthorized(_) => "unauthorized",
             Self::UnsupportedMediaType(_)
             | Self::BodyRead(_)
@@ -102,7 +131,8 @@ impl WebhookError {
             | Self::NoGroup => "invalid",
             Self::TooLarge(_) => "too_large",
             Self::BodyTimeout(_) => "timeout",
-            Self::Overloaded | Self::ShuttingDown => "overloaded",
+            Self::Overloaded => "overloaded",
+            Self::ShuttingDown => "shutting_down",
             Self::Queue(SendError::Invalid { .. }) => "rejected",
             Self::Queue(_) => "unavailable",
         }
@@ -140,6 +170,7 @@ struct ErrorBody<'a> {
 impl ResponseError for WebhookError {
     fn status_code(&self) -> StatusCode {
         match self {
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -182,6 +213,8 @@ pub struct Accepted {
 /// What the request log records about an event, filled in as it becomes known.
 #[derive(Default)]
 struct EventLog {
+    /// The client's address, once the source policy has resolved it.
+    client: Option<std::net::IpAddr>,
     auth: Option<&'static str>,
     event_id: Option<String>,
     event_type: Option<String>,
@@ -233,9 +266,21 @@ async fn webhook(
             .headers_mut()
             .insert(header::HeaderName::from_static("x-request-id"), value);
     }
-    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
-    let client = req.peer_addr().map(|a| a.ip().to_string());
+    let elapsed = started.elapsed().as_secs_f64();
+    let latency_ms = elapsed * 1000.0;
+    let client = log.client.map_or_else(
+        || req.peer_addr().map(|a| a.ip().to_string()),
+        |ip| Some(ip.to_string()),
+    );
     let status = response.status().as_u16();
+    let outcome = result
+        .as_ref()
+        .map_or_else(WebhookError::outcome, |_| "accepted");
+    metrics::counter!(metric::WEBHOOK_REQUESTS, "outcome" => outcome).increment(1);
+    metrics::histogram!(metric::WEBHOOK_DURATION, "outcome" => outcome).record(elapsed);
+    if let Err(WebhookError::Unauthorized(reason)) = &result {
+        metrics::counter!(metric::AUTH_FAILURES, "reason" => reason.reason()).increment(1);
+    }
     match &result {
         Ok(accepted) => tracing::info!(
             request_id,
@@ -305,6 +350,9 @@ async fn forward(
     if state.draining.load(Ordering::Relaxed) {
         return Err(WebhookError::ShuttingDown);
     }
+    log.client = state
+        .sources
+        .check(req.peer_addr().map(|a| a.ip()), req.headers())?;
     let presented = Presented::from_headers(req.headers())?;
     let pending = state.authenticator.check_headers(&presented)?;
     check_content_type(req)?;

@@ -26,6 +26,11 @@ pub enum StartupError {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
+    #[error("BRIDGE_METRICS_LISTEN: can't listen on {addr}: {source}")]
+    BindMetrics {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// The SQS queue as configured: batched (group commit) or one call per event. Batching
@@ -47,6 +52,9 @@ pub fn sqs_queue(config: &Config, queue: SqsQueue) -> Arc<dyn EventQueue> {
 pub struct Application {
     port: u16,
     server: Server,
+    /// `/metrics` on `BRIDGE_METRICS_LISTEN`, when set.
+    metrics_server: Option<Server>,
+    metrics_port: Option<u16>,
     queue: Arc<dyn EventQueue>,
     state: web::Data<AppState>,
     shutdown_timeout: Duration,
@@ -55,6 +63,10 @@ pub struct Application {
 /// After the drain, how long actix waits for connections to finish writing before it
 /// drops them (idle keep-alive connections would otherwise hold it for the full time).
 const FLUSH_SECONDS: u64 = 2;
+
+/// Open connections each worker accepts before it stops accepting more: a cap on what
+/// slow or idle clients can hold (actix's default is 25,000).
+const MAX_CONNECTIONS_PER_WORKER: usize = 4_096;
 
 impl Application {
     /// Builds the bridge against the SQS queue from configuration and the AWS chain.
@@ -92,13 +104,16 @@ impl Application {
             max_in_flight: u32::try_from(config.max_in_flight).unwrap_or(u32::MAX),
             draining: AtomicBool::new(false),
             warnings: config.warnings(),
+            sources: config.sources.clone(),
         });
         let shared = state.clone();
         let path = config.path.clone();
+        let metrics_here = config.metrics_listen.is_none();
+        crate::telemetry::prometheus();
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
-                .configure(|cfg| routes::configure(cfg, &path))
+                .configure(|cfg| routes::configure(cfg, &path, metrics_here))
         })
         .workers(config.workers)
         // Signals are handled in `run_until_stopped`, which drains in-flight forwards
@@ -110,12 +125,38 @@ impl Application {
         .client_request_timeout(Duration::from_secs(5))
         .client_disconnect_timeout(Duration::from_secs(1))
         .keep_alive(Duration::from_secs(75))
-        .listen(listener)
+        .max_connections(MAX_CONNECTIONS_PER_WORKER);
+        let server = match &config.tls {
+            Some(tls) => server.listen_rustls_0_23(listener, (**tls).clone()),
+            None => server.listen(listener),
+        }
         .map_err(bind_error)?
         .run();
+        let (metrics_server, metrics_port) = match config.metrics_listen {
+            None => (None, None),
+            Some(addr) => {
+                let metrics_error = |source| StartupError::BindMetrics { addr, source };
+                let listener = TcpListener::bind(addr).map_err(metrics_error)?;
+                let port = listener.local_addr().map_err(metrics_error)?.port();
+                let state = shared.clone();
+                let server = HttpServer::new(move || {
+                    App::new()
+                        .app_data(state.clone())
+                        .route("/metrics", web::get().to(routes::metrics))
+                })
+                .workers(1)
+                .disable_signals()
+                .listen(listener)
+                .map_err(metrics_error)?
+                .run();
+                (Some(server), Some(port))
+            }
+        };
         Ok(Self {
             port,
             server,
+            metrics_server,
+            metrics_port,
             queue,
             state: shared,
             shutdown_timeout: config.shutdown_timeout,
@@ -126,6 +167,12 @@ impl Application {
     #[must_use]
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The metrics listener's port, when `BRIDGE_METRICS_LISTEN` is set.
+    #[must_use]
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics_port
     }
 
     /// Stops the server from another task (tests; SIGTERM/SIGINT are handled already).
@@ -176,8 +223,15 @@ impl Application {
             }
             handle.stop(true).await;
         });
+        let metrics_handle = self.metrics_server.as_ref().map(Server::handle);
+        if let Some(server) = self.metrics_server {
+            tokio::spawn(server);
+        }
         let result = self.server.await;
         drain.abort();
+        if let Some(handle) = metrics_handle {
+            handle.stop(false).await;
+        }
         result
     }
 }

@@ -106,6 +106,9 @@ pub fn test_config(queue_url: &str, extra: &[(&str, &str)]) -> Config {
 
 pub struct TestApp {
     pub address: String,
+    pub port: u16,
+    /// `http://127.0.0.1:PORT` of the separate metrics listener, when configured.
+    pub metrics_address: Option<String>,
     pub queue_url: String,
     pub sqs: aws_sdk_sqs::Client,
     pub http: reqwest::Client,
@@ -163,10 +166,14 @@ pub fn spawn_with_queue(
 ) -> TestApp {
     let app = Application::build_with_queue(config, queue).expect("build app");
     let address = format!("http://127.0.0.1:{}", app.port());
+    let port = app.port();
+    let metrics_address = app.metrics_port().map(|p| format!("http://127.0.0.1:{p}"));
     let handle = app.handle();
     drop(tokio::spawn(app.run_until_stopped()));
     TestApp {
         address,
+        port,
+        metrics_address,
         queue_url,
         sqs,
         http: reqwest::Client::new(),

@@ -6,8 +6,10 @@ mod fake_sqs;
 
 mod auth;
 mod binary;
+mod deployment;
 mod faults;
 mod forwarding;
 mod health;
 mod helpers;
+mod observability;
 mod validation;

@@ -1,0 +1,169 @@
+//! Native HTTPS and the source allow-list.
+
+use std::sync::Arc;
+
+use rustls_pki_types::pem::PemObject as _;
+use serde_json::Value;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+use crate::helpers::{SECRET, hmac_hex, spawn_app, workn_event};
+
+#[tokio::test]
+async fn with_a_certificate_the_bridge_serves_https_and_forwards() {
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let dir = std::env::temp_dir().join(format!("bridge-tls-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_path, certified.cert.pem()).unwrap();
+    std::fs::write(&key_path, certified.key_pair.serialize_pem()).unwrap();
+    let app = spawn_app(&[
+        ("BRIDGE_TLS_CERT", cert_path.to_str().unwrap()),
+        ("BRIDGE_TLS_KEY", key_path.to_str().unwrap()),
+    ])
+    .await;
+    let body = workn_event("over-tls");
+
+    // A client that trusts only this certificate, speaking HTTP/1.1 over TLS.
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(
+            rustls_pki_types::CertificateDer::from_pem_slice(certified.cert.pem().as_bytes())
+                .unwrap(),
+        )
+        .unwrap();
+    let client = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", app.port))
+        .await
+        .unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(client))
+        .connect(
+            rustls_pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
+        .await
+        .expect("TLS handshake with the bridge");
+    let request = format!(
+        "POST /webhook HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nX-Payload-Signature: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        hmac_hex(SECRET, body.as_bytes()),
+        body.len()
+    );
+    tls.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    let _ = tls.read_to_string(&mut answer).await;
+
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let json: Value = serde_json::from_str(answer.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert_eq!(json["status"], "accepted");
+    let queued: Vec<String> = app
+        .drain(1)
+        .await
+        .iter()
+        .filter_map(|m| m.body().map(str::to_owned))
+        .collect();
+    assert_eq!(queued, vec![body]);
+    // Plain HTTP to the TLS port does not get through.
+    assert!(
+        app.http
+            .get(format!("http://127.0.0.1:{}/healthz", app.port))
+            .send()
+            .await
+            .is_err_or_not_ok()
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+trait NotOk {
+    fn is_err_or_not_ok(&self) -> bool;
+}
+
+impl NotOk for reqwest::Result<reqwest::Response> {
+    fn is_err_or_not_ok(&self) -> bool {
+        self.as_ref().map_or(true, |r| !r.status().is_success())
+    }
+}
+
+#[test]
+fn unreadable_or_mismatched_tls_files_are_configuration_errors() {
+    let queue = "http://127.0.0.1:4566/000000000000/q.fifo";
+    let env = |pairs: Vec<(&'static str, String)>| {
+        let mut map: std::collections::HashMap<&str, String> = [
+            ("BRIDGE_QUEUE_URL", queue.to_owned()),
+            ("BRIDGE_API_KEYS", "k".to_owned()),
+        ]
+        .into();
+        map.extend(pairs);
+        webhook_sqs_bridge::config::Config::from_sources(None, |n| map.get(n).cloned()).map(|_| ())
+    };
+    let missing = env(vec![
+        ("BRIDGE_TLS_CERT", "/nonexistent/cert.pem".into()),
+        ("BRIDGE_TLS_KEY", "/nonexistent/key.pem".into()),
+    ]);
+    assert_eq!(missing.unwrap_err().setting, "BRIDGE_TLS_CERT");
+    let half = env(vec![("BRIDGE_TLS_CERT", "/nonexistent/cert.pem".into())]);
+    assert_eq!(half.unwrap_err().setting, "BRIDGE_TLS_KEY");
+}
+
+async fn status_of(app: &crate::helpers::TestApp, forwarded_for: Option<&str>, id: &str) -> u16 {
+    let body = workn_event(id);
+    let signature = hmac_hex(SECRET, body.as_bytes());
+    let mut headers = vec![("X-Payload-Signature", signature.as_str())];
+    if let Some(xff) = forwarded_for {
+        headers.push(("X-Forwarded-For", xff));
+    }
+    app.post_with(&headers, body).await.status().as_u16()
+}
+
+#[tokio::test]
+async fn sources_outside_the_allow_list_get_403_before_authentication() {
+    // Only the vendor's documented address; requests come from 127.0.0.1.
+    let closed = spawn_app(&[("BRIDGE_ALLOWED_SOURCES", "52.200.5.50")]).await;
+    let response = closed.post_with(&[], "{}").await; // no credentials: 403 still comes first
+    assert_eq!(response.status(), 403);
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(error["error"], "forbidden");
+    // A spoofed X-Forwarded-For from an untrusted peer is ignored.
+    assert_eq!(
+        status_of(&closed, Some("52.200.5.50"), "spoofed").await,
+        403
+    );
+    assert_eq!(
+        closed.get("/healthz").await.status(),
+        200,
+        "health stays reachable"
+    );
+
+    // Behind a trusted proxy (here: loopback), the forwarded vendor address is allowed
+    // and anything else is not.
+    let proxied = spawn_app(&[
+        ("BRIDGE_ALLOWED_SOURCES", "52.200.5.50/32"),
+        ("BRIDGE_TRUSTED_PROXIES", "127.0.0.1"),
+    ])
+    .await;
+    assert_eq!(
+        status_of(&proxied, Some("52.200.5.50"), "via-proxy").await,
+        200
+    );
+    assert_eq!(
+        status_of(&proxied, Some("198.51.100.7"), "other").await,
+        403
+    );
+    assert_eq!(status_of(&proxied, None, "direct").await, 403);
+
+    let queued: Vec<String> = proxied
+        .drain(1)
+        .await
+        .iter()
+        .filter_map(|m| m.body().map(str::to_owned))
+        .collect();
+    assert_eq!(queued, vec![workn_event("via-proxy")]);
+    assert!(
+        closed.drain(0).await.is_empty(),
+        "nothing from refused sources is queued"
+    );
+}
