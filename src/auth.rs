@@ -79,31 +79,34 @@ impl AuthMethod {
     }
 }
 
-/// The credential headers of one request, read once.
-#[derive(Clone, Copy, Default)]
+/// The credential headers of one request, read once. A malformed header (sent twice,
+/// empty) is kept as its error: it only matters if that kind of credential is configured.
+#[derive(Clone, Copy)]
 pub struct Presented<'a> {
-    api_key: Option<&'a [u8]>,
-    signature: Option<&'a [u8]>,
+    api_key: Result<Option<&'a [u8]>, AuthError>,
+    signature: Result<Option<&'a [u8]>, AuthError>,
 }
 
 impl fmt::Debug for Presented<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Presented")
-            .field("api_key", &self.api_key.map(|_| "[redacted]"))
-            .field("signature", &self.signature.map(|_| "[redacted]"))
+            .field("api_key", &self.api_key.map(|v| v.map(|_| "[redacted]")))
+            .field(
+                "signature",
+                &self.signature.map(|v| v.map(|_| "[redacted]")),
+            )
             .finish()
     }
 }
 
 impl<'a> Presented<'a> {
-    /// Reads both headers, refusing duplicates and empty values.
-    pub fn from_headers(
-        headers: &'a actix_web::http::header::HeaderMap,
-    ) -> Result<Self, AuthError> {
-        Ok(Self {
-            api_key: single(headers, API_KEY_HEADER, "X-api-key")?,
-            signature: single(headers, SIGNATURE_HEADER, "X-Payload-Signature")?,
-        })
+    /// Reads both headers; duplicates and empty values become errors for later.
+    #[must_use]
+    pub fn from_headers(headers: &'a actix_web::http::header::HeaderMap) -> Self {
+        Self {
+            api_key: single(headers, API_KEY_HEADER, "X-api-key"),
+            signature: single(headers, SIGNATURE_HEADER, "X-Payload-Signature"),
+        }
     }
 }
 
@@ -205,8 +208,16 @@ impl Authenticator {
         if self.is_open() {
             return Ok(Pending::Done(AuthMethod::Unauthenticated));
         }
-        let api_key = presented.api_key.filter(|_| !self.api_keys.is_empty());
-        let signature = presented.signature.filter(|_| !self.secrets.is_empty());
+        let api_key = if self.api_keys.is_empty() {
+            None
+        } else {
+            presented.api_key?
+        };
+        let signature = if self.secrets.is_empty() {
+            None
+        } else {
+            presented.signature?
+        };
         if api_key.is_none() && signature.is_none() {
             return Err(AuthError::Missing(self.expected_headers()));
         }
@@ -235,8 +246,8 @@ impl Authenticator {
     ) -> Result<AuthMethod, AuthError> {
         match (pending, presented.signature) {
             (Pending::Done(method), _) => Ok(method),
-            (Pending::Signature, Some(value)) => self.verify_signature(value, body),
-            (Pending::Signature, None) => Err(AuthError::WrongSignature),
+            (Pending::Signature, Ok(Some(value))) => self.verify_signature(value, body),
+            (Pending::Signature, _) => Err(AuthError::WrongSignature),
         }
     }
 
@@ -329,7 +340,7 @@ mod tests {
 
     fn check(a: &Authenticator, pairs: &[(&'static str, &str)]) -> Result<AuthMethod, AuthError> {
         let map = headers(pairs);
-        let presented = Presented::from_headers(&map)?;
+        let presented = Presented::from_headers(&map);
         let pending = a.check_headers(&presented)?;
         a.check_body(&presented, pending, BODY)
     }
@@ -421,7 +432,7 @@ mod tests {
         }
         // A signature over another body fails.
         let map = headers(&[(SIGNATURE_HEADER, &sign(b"new-secret", BODY))]);
-        let p = Presented::from_headers(&map).unwrap();
+        let p = Presented::from_headers(&map);
         let pending = a.check_headers(&p).unwrap();
         assert_eq!(
             a.check_body(&p, pending, b"{}"),
@@ -443,6 +454,11 @@ mod tests {
             check(&keys_only, &[(SIGNATURE_HEADER, "anything")]),
             Err(AuthError::Missing("an X-api-key header"))
         );
+        // Malformed headers of a kind that is not configured are ignored too.
+        assert_eq!(
+            check(&keys_only, &[(SIGNATURE_HEADER, ""), (API_KEY_HEADER, "k")]),
+            Ok(AuthMethod::ApiKey)
+        );
         let open = Authenticator::new(&[], &[], true);
         assert!(open.is_open());
         assert_eq!(check(&open, &[]), Ok(AuthMethod::Unauthenticated));
@@ -460,7 +476,7 @@ mod tests {
             assert!(!text.contains(secret), "{text}");
         }
         let map = headers(&[(API_KEY_HEADER, "key-1")]);
-        let p = Presented::from_headers(&map).unwrap();
+        let p = Presented::from_headers(&map);
         assert!(!format!("{p:?}").contains("key-1"));
     }
 }

@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 
 use crate::config::Config;
 use crate::startup::Application;
+use crate::toolbox::{Credential, SampleEvent, Sender, sample_event};
 
 #[derive(Debug, Parser)]
 #[command(name = "webhook-sqs-bridge", version, about, long_about = None)]
@@ -41,6 +42,40 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         file: Option<PathBuf>,
     },
+    /// Post realistic, signed sample events to a bridge and print its answers.
+    ///
+    /// Examples:
+    ///   webhook-sqs-bridge send-test-event --url http://127.0.0.1:8080/webhook --secret "$SECRET"
+    ///   webhook-sqs-bridge send-test-event --url https://bridge.example.com/webhook --api-key "$KEY" --event bold --count 500
+    #[command(verbatim_doc_comment)]
+    SendTestEvent {
+        /// The webhook URL (http or https; https uses the system's trusted certificates).
+        #[arg(long)]
+        url: String,
+        /// Sign each body with this shared secret (HMAC-SHA256, hex).
+        #[arg(
+            long,
+            env = "BRIDGE_SIGN_SECRET",
+            hide_env_values = true,
+            conflicts_with = "api_key",
+            required_unless_present = "api_key"
+        )]
+        secret: Option<String>,
+        /// Send this API key instead.
+        #[arg(long, env = "BRIDGE_TEST_API_KEY", hide_env_values = true)]
+        api_key: Option<String>,
+        /// Which event shape to send.
+        #[arg(long, value_enum, default_value = "workn")]
+        event: SampleEvent,
+        /// How many distinct events to send (one after another), with progress.
+        #[arg(long, default_value_t = 1)]
+        count: u64,
+    },
+    /// Load the configuration as `serve` would, check the queue (reachable, FIFO, dedup
+    /// setting, permission to send), print a report; exit 1 on problems.
+    ///
+    /// Example: BRIDGE_QUEUE_URL=... BRIDGE_API_KEYS=... AWS_PROFILE=prod webhook-sqs-bridge check-config
+    CheckConfig,
 }
 
 /// Runs the command line and turns failures into an exit code: 2 for configuration
@@ -50,6 +85,43 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(cli.config.as_deref()),
+        Command::SendTestEvent {
+            url,
+            secret,
+            api_key,
+            event,
+            count,
+        } => {
+            let credential = match (secret, api_key) {
+                (Some(secret), _) => Credential::Secret(secret),
+                (None, Some(key)) => Credential::ApiKey(key),
+                (None, None) => unreachable!("clap requires one"),
+            };
+            block_on(send_test_events(url, credential, event, count)).unwrap_or_else(|code| code)
+        }
+        Command::CheckConfig => {
+            let config = match Config::load(cli.config.as_deref()) {
+                Ok(config) => config,
+                Err(e) => {
+                    println!("configuration\n  FAIL  {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let report = block_on(async { Ok(crate::toolbox::check_config(&config).await) });
+            match report {
+                Ok(report) => {
+                    print!("{}", report.text);
+                    if report.problems == 0 {
+                        println!("no problems found");
+                        ExitCode::SUCCESS
+                    } else {
+                        println!("{} problem(s) found", report.problems);
+                        ExitCode::FAILURE
+                    }
+                }
+                Err(code) => code,
+            }
+        }
         Command::Sign { secret, file } => match sign(&secret, file) {
             Ok(signature) => {
                 println!("{signature}");
@@ -110,6 +182,64 @@ fn run(config: &Config) -> anyhow::Result<()> {
         app.run_until_stopped().await.context("serving HTTP")?;
         tracing::info!("stopped");
         Ok(())
+    })
+}
+
+/// Runs a future on a small runtime; errors become exit code 1.
+fn block_on<T>(work: impl std::future::Future<Output = anyhow::Result<T>>) -> Result<T, ExitCode>
+where
+    T: Sized,
+{
+    let result = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+        .and_then(|runtime| runtime.block_on(work));
+    result.map_err(|e| {
+        eprintln!("error: {e:#}");
+        ExitCode::FAILURE
+    })
+}
+
+async fn send_test_events(
+    url: String,
+    credential: Credential,
+    event: SampleEvent,
+    count: u64,
+) -> anyhow::Result<ExitCode> {
+    let sender = Sender::new(url, credential)?;
+    let (mut accepted, mut failed) = (0u64, 0u64);
+    let mut slowest = std::time::Duration::ZERO;
+    let started = std::time::Instant::now();
+    for n in 1..=count {
+        let answer = sender.post(sample_event(event, n)).await?;
+        slowest = slowest.max(answer.elapsed);
+        if answer.status == 200 || answer.status == 201 {
+            accepted += 1;
+        } else {
+            failed += 1;
+        }
+        if count == 1 {
+            println!("{} {}", answer.status, answer.body);
+        } else if failed > 0 && answer.status >= 300 && failed <= 5 {
+            println!("event {n}: {} {}", answer.status, answer.body);
+        }
+        if count > 1 && (n % (count / 10).max(1) == 0 || n == count) {
+            println!("sent {n}/{count}: {accepted} accepted, {failed} not");
+        }
+    }
+    if count > 1 {
+        #[allow(clippy::cast_precision_loss)]
+        let rate = count as f64 / started.elapsed().as_secs_f64();
+        println!(
+            "{rate:.0} events/s, slowest answer {} ms",
+            slowest.as_millis()
+        );
+    }
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     })
 }
 

@@ -287,10 +287,20 @@ fn field<'a>(object: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
     object.get(name).filter(|v| !v.is_null())
 }
 
+/// A whole number, as JSON Schema counts one: `4` and `4.0` both are.
+fn integral(n: &serde_json::Number) -> Option<String> {
+    if n.is_i64() || n.is_u64() {
+        return Some(n.to_string());
+    }
+    let f = n.as_f64()?;
+    #[allow(clippy::cast_possible_truncation)] // checked whole and in range just before
+    (f.fract() == 0.0 && f.abs() < 9.0e15).then(|| (f as i64).to_string())
+}
+
 fn integer(object: &Map<String, Value>, name: &'static str) -> Result<(), EventError> {
     match field(object, name) {
         None => Ok(()),
-        Some(Value::Number(n)) if n.is_i64() || n.is_u64() => Ok(()),
+        Some(Value::Number(n)) if integral(n).is_some() => Ok(()),
         Some(_) => Err(EventError::Field {
             field: name,
             expected: "an integer",
@@ -372,7 +382,7 @@ fn read_event(object: &Map<String, Value>) -> Result<ParsedEvent, EventError> {
         None => event_name
             .map(|name| attribute_value("EventName", name))
             .transpose()?,
-        Some(Value::Number(n)) if n.is_i64() || n.is_u64() => Some(n.to_string()),
+        Some(Value::Number(n)) if integral(n).is_some() => integral(n),
         Some(Value::String(s)) if !s.is_empty() => Some(attribute_value("event_type", s)?),
         Some(_) => {
             return Err(EventError::Field {
@@ -517,6 +527,12 @@ mod tests {
     }
 
     #[test]
+    fn whole_floats_count_as_integers() {
+        let e = ok(r#"{"mkt_id":12.0,"ent_id":-3.0,"event_type":4.0}"#);
+        assert_eq!(e.event_type.as_deref(), Some("4"));
+    }
+
+    #[test]
     fn invalid_own_keys_are_ignored_not_fatal() {
         let e = ok(r#"{"MessageGroupId":"has space","MessageDeDuplicationId":7}"#);
         assert!(e.group_id.is_none() && e.deduplication_id.is_none());
@@ -529,6 +545,7 @@ mod tests {
         for (body, field) in [
             (r#"{"mkt_id":"1"}"#, "mkt_id"),
             (r#"{"mkt_id":1.5}"#, "mkt_id"),
+            (r#"{"mkt_id":1e300}"#, "mkt_id"),
             (r#"{"ent_id":true}"#, "ent_id"),
             (r#"{"branch_id":"x"}"#, "branch_id"),
             (r#"{"msg_id":""}"#, "msg_id"),

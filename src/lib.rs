@@ -11,7 +11,7 @@
 //! - [`batch`]: group commit of concurrent forwards into `SendMessageBatch`.
 //! - [`routes`]: the HTTP handlers; [`startup`]: the server; [`tls`]: native HTTPS.
 //! - [`telemetry`]: logging and Prometheus metrics.
-//! - [`cli`]: the command line (`serve`, `sign`).
+//! - [`cli`]: the command line; [`toolbox`]: `send-test-event` and `check-config`.
 
 pub mod access;
 pub mod auth;
@@ -25,3 +25,4 @@ pub mod routes;
 pub mod startup;
 pub mod telemetry;
 pub mod tls;
+pub mod toolbox;

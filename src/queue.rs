@@ -250,6 +250,17 @@ pub enum EntryResult {
 }
 
 impl SqsQueue {
+    /// The configured client (for `check-config`'s probes).
+    #[must_use]
+    pub fn client(&self) -> &aws_sdk_sqs::Client {
+        &self.client
+    }
+
+    #[must_use]
+    pub fn url(&self) -> &str {
+        &self.queue_url
+    }
+
     /// One `SendMessageBatch` call (at most 10 entries, 1 MiB in all; the caller sizes
     /// it). The outer error is the whole call failing; otherwise one result per message,
     /// in order.

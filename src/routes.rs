@@ -47,11 +47,12 @@ pub struct AppState {
 /// Registers the routes; the webhook at `path`, and `/metrics` unless it has a listener
 /// of its own.
 pub fn configure(cfg: &mut web::ServiceConfig, path: &str, with_metrics: bool) {
-    cfg.route(path, web::post().to(webhook))
-        .route("/healthz", web::get().to(healthz))
-        .route("/readyz", web::get().to(readyz));
+    // Resources (not `App::route`), so another method gets `405` with `Allow`.
+    cfg.service(web::resource(path).route(web::post().to(webhook)))
+        .service(web::resource("/healthz").route(web::get().to(healthz)))
+        .service(web::resource("/readyz").route(web::get().to(readyz)));
     if with_metrics {
-        cfg.route("/metrics", web::get().to(metrics));
+        cfg.service(web::resource("/metrics").route(web::get().to(metrics)));
     }
 }
 
@@ -353,7 +354,7 @@ async fn forward(
     log.client = state
         .sources
         .check(req.peer_addr().map(|a| a.ip()), req.headers())?;
-    let presented = Presented::from_headers(req.headers())?;
+    let presented = Presented::from_headers(req.headers());
     let pending = state.authenticator.check_headers(&presented)?;
     check_content_type(req)?;
     let _permit = state

@@ -1,8 +1,8 @@
 //! The real binary: configuration errors stop it with a clear message, and SIGTERM ends it
 //! with exit 0 after in-flight requests are answered.
 
-use std::io::{BufRead as _, BufReader};
-use std::process::{Command, Stdio};
+use std::io::{BufRead as _, BufReader, Lines};
+use std::process::{Child, ChildStderr, Command, Stdio};
 use std::time::Duration;
 
 use crate::helpers::{API_KEY, create_queue, endpoint, sqs, workn_event};
@@ -136,4 +136,256 @@ async fn the_binary_forwards_with_the_aws_chain_and_exits_0_on_sigterm() {
         .unwrap();
     let bodies: Vec<&str> = out.messages().iter().filter_map(|m| m.body()).collect();
     assert_eq!(bodies, vec![body.as_str()]);
+}
+
+fn localstack_env(command: &mut Command, queue_url: &str) {
+    let endpoint = endpoint();
+    command.envs([
+        ("BRIDGE_QUEUE_URL", queue_url),
+        ("BRIDGE_API_KEYS", API_KEY),
+        ("BRIDGE_EVENT_SETUP_ID", "9"),
+        ("AWS_ENDPOINT_URL", endpoint.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+    ]);
+}
+
+#[tokio::test]
+async fn check_config_reports_a_good_queue_and_fails_on_a_missing_one() {
+    let sqs = sqs().await;
+    let queue_url = create_queue(&sqs).await;
+
+    let mut good = bridge();
+    localstack_env(good.arg("check-config"), &queue_url);
+    let out = good.output().unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{report}");
+    assert!(report.contains("reachable, and a FIFO queue"), "{report}");
+    assert!(report.contains("allowed to send"), "{report}");
+    assert!(!report.contains(API_KEY), "the report shows a credential");
+
+    let missing = queue_url.replace("test-", "missing-");
+    let mut bad = bridge();
+    localstack_env(bad.arg("check-config"), &missing);
+    let out = bad.output().unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    assert!(
+        report.contains("FAIL") && report.contains("does not exist"),
+        "{report}"
+    );
+    // Nothing was put on the good queue by the permission probe.
+    let left = sqs
+        .receive_message()
+        .queue_url(&queue_url)
+        .wait_time_seconds(1)
+        .send()
+        .await
+        .unwrap();
+    assert!(left.messages().is_empty());
+}
+
+/// The real binary on a fresh LocalStack queue: the child, its port, and its log lines.
+fn start_bridge(
+    queue_url: &str,
+    extra: &[(&str, &str)],
+) -> (Child, u16, Lines<BufReader<ChildStderr>>) {
+    let mut command = bridge();
+    localstack_env(&mut command, queue_url);
+    let mut child = command
+        .envs([
+            ("BRIDGE_LISTEN", "127.0.0.1:0"),
+            ("BRIDGE_LOG_FORMAT", "json"),
+        ])
+        .envs(extra.iter().copied())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let port = loop {
+        let line = lines
+            .next()
+            .expect("the bridge exited before listening")
+            .unwrap();
+        let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        if entry["message"] == "listening" {
+            break u16::try_from(entry["port"].as_u64().unwrap()).unwrap();
+        }
+    };
+    (child, port, lines)
+}
+
+#[tokio::test]
+async fn send_test_event_posts_distinct_signed_events_that_arrive() {
+    let sqs = sqs().await;
+    let queue_url = create_queue(&sqs).await;
+    let secret = "send-test-secret";
+    let (mut child, port, _lines) = start_bridge(&queue_url, &[("BRIDGE_SHARED_SECRETS", secret)]);
+    let url = format!("http://127.0.0.1:{port}/webhook");
+    let run = |args: &[&str]| {
+        let out = bridge()
+            .args(["send-test-event", "--url", &url])
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+
+    let workn = run(&["--secret", secret, "--event", "workn", "--count", "3"]);
+    let bold = run(&["--api-key", API_KEY, "--event", "bold", "--count", "3"]);
+    let refused = run(&["--api-key", "wrong"]);
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    assert_eq!(workn.0, Some(0), "{}", workn.1);
+    assert!(
+        workn.1.contains("sent 3/3: 3 accepted, 0 not"),
+        "{}",
+        workn.1
+    );
+    assert_eq!(bold.0, Some(0), "{}", bold.1);
+    assert_eq!(refused.0, Some(1));
+    assert!(refused.1.starts_with("401 "), "{}", refused.1);
+    let mut bodies = Vec::new();
+    while bodies.len() < 6 {
+        let out = sqs
+            .receive_message()
+            .queue_url(&queue_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(2)
+            .send()
+            .await
+            .unwrap();
+        if out.messages().is_empty() {
+            break;
+        }
+        for m in out.messages() {
+            bodies.push(serde_json::from_str::<serde_json::Value>(m.body().unwrap()).unwrap());
+            sqs.delete_message()
+                .queue_url(&queue_url)
+                .receipt_handle(m.receipt_handle().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    assert_eq!(bodies.len(), 6);
+    assert_eq!(bodies.iter().filter(|b| b["msg_id"].is_string()).count(), 3);
+    assert_eq!(
+        bodies
+            .iter()
+            .filter(|b| b["EventName"] == "placement_updated")
+            .count(),
+        3
+    );
+}
+
+#[tokio::test]
+async fn request_logs_carry_the_facts_and_never_a_secret_signature_or_body() {
+    let sqs = sqs().await;
+    let queue_url = create_queue(&sqs).await;
+    let secret = "log-test-secret-9f8e7d";
+    let mut command = bridge();
+    localstack_env(&mut command, &queue_url);
+    let mut child = command
+        .envs([
+            ("BRIDGE_SHARED_SECRETS", secret),
+            ("BRIDGE_LISTEN", "127.0.0.1:0"),
+            ("BRIDGE_LOG_FORMAT", "json"),
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let port = loop {
+        let line = lines
+            .next()
+            .expect("the bridge exited before listening")
+            .unwrap();
+        let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        if entry["message"] == "listening" {
+            break entry["port"].as_u64().unwrap();
+        }
+    };
+    let logs = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+    let url = format!("http://127.0.0.1:{port}/webhook");
+    let http = reqwest::Client::new();
+    let body = workn_event("log-check-secret-body-marker");
+    let signature = crate::helpers::hmac_hex(secret, body.as_bytes());
+    let attempts: Vec<(&str, String)> = vec![
+        ("X-Payload-Signature", signature.clone()),
+        ("X-Payload-Signature", secret.to_owned()),
+        ("X-api-key", API_KEY.to_owned()),
+        ("X-api-key", "wrong-key-value-123".to_owned()),
+        (
+            "X-Payload-Signature",
+            "wrong-signature-value-456".to_owned(),
+        ),
+    ];
+    for (header, value) in &attempts {
+        http.post(&url)
+            .header(*header, value)
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+    }
+    let pid = child.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    let logs = logs.join().unwrap();
+    let text = logs.join("\n");
+
+    for leaked in [
+        secret,
+        API_KEY,
+        signature.as_str(),
+        "wrong-key-value-123",
+        "wrong-signature-value-456",
+        "Zoë",
+    ] {
+        assert!(!text.contains(leaked), "the logs contain {leaked:?}");
+    }
+    let request_lines: Vec<serde_json::Value> = logs
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["request_id"].is_string())
+        .collect();
+    assert_eq!(request_lines.len(), attempts.len(), "one line per request");
+    let accepted = request_lines
+        .iter()
+        .find(|e| e["outcome"] == "accepted")
+        .unwrap();
+    for field in [
+        "request_id",
+        "status",
+        "latency_ms",
+        "event_id",
+        "event_type",
+        "group_id",
+        "deduplication_id",
+        "message_id",
+        "client",
+    ] {
+        assert!(
+            !accepted[field].is_null(),
+            "accepted line lacks {field}: {accepted}"
+        );
+    }
+    assert!(
+        request_lines
+            .iter()
+            .any(|e| e["outcome"] == "unauthorized" && e["status"] == 401)
+    );
 }
