@@ -12,4 +12,5 @@ mod forwarding;
 mod health;
 mod helpers;
 mod observability;
+mod resilience;
 mod validation;
