@@ -3,9 +3,7 @@
 use base64::Engine as _;
 use serde_json::Value;
 
-use crate::helpers::{
-    API_KEY, API_KEY_2, SECRET, SECRET_2, TestApp, hmac_hex, spawn_app, workn_event,
-};
+use crate::helpers::{API_KEY, API_KEY_2, SECRET, SECRET_2, hmac_hex, spawn_app, workn_event};
 
 type Headers = Vec<(&'static str, String)>;
 /// (case, the headers it sends for a body)
@@ -16,16 +14,6 @@ type BadCase<'a> = (&'a str, Vec<(&'a str, &'a str)>, &'a str);
 fn base64_hmac(secret: &str, body: &str) -> String {
     let tag = hex::decode(hmac_hex(secret, body.as_bytes())).unwrap();
     base64::engine::general_purpose::STANDARD.encode(tag)
-}
-
-/// After the requests under test, one known-good event: the queue must then hold exactly
-/// the events that were accepted, proving the rejected ones were never forwarded.
-async fn queued_bodies(app: &TestApp, expected: usize) -> Vec<String> {
-    app.drain(expected)
-        .await
-        .iter()
-        .filter_map(|m| m.body().map(str::to_owned))
-        .collect()
 }
 
 #[tokio::test]
@@ -84,7 +72,7 @@ async fn each_credential_form_is_accepted() {
         assert_eq!(response.status(), 200, "{name}");
         sent.push(body);
     }
-    let mut queued = queued_bodies(&app, sent.len()).await;
+    let mut queued = app.queued_bodies(sent.len()).await;
     queued.sort();
     sent.sort();
     assert_eq!(queued, sent);
@@ -151,7 +139,7 @@ async fn wrong_missing_duplicate_or_empty_credentials_get_401_and_nothing_is_que
     }
     let good = workn_event("auth-good");
     assert_eq!(app.post_signed(&good).await.status(), 200);
-    assert_eq!(queued_bodies(&app, 1).await, vec![good]);
+    assert_eq!(app.queued_bodies(1).await, vec![good]);
 }
 
 #[tokio::test]
@@ -174,5 +162,5 @@ async fn unauthenticated_mode_lets_requests_through_and_says_so_on_readyz() {
             .unwrap()
             .contains("AUTHENTICATION IS DISABLED")
     );
-    assert_eq!(queued_bodies(&app, 1).await, vec![body]);
+    assert_eq!(app.queued_bodies(1).await, vec![body]);
 }

@@ -1,20 +1,15 @@
 //! The real binary: configuration errors stop it with a clear message, and SIGTERM ends it
 //! with exit 0 after in-flight requests are answered.
 
-use std::io::{BufRead as _, BufReader, Lines};
-use std::process::{Child, ChildStderr, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::helpers::{API_KEY, create_queue, endpoint, sqs, workn_event};
-
-const BIN: &str = env!("CARGO_BIN_EXE_webhook-sqs-bridge");
+use crate::helpers::{
+    API_KEY, bridge_command, create_queue, localstack_env, sqs, start_bridge, workn_event,
+};
 
 fn bridge() -> Command {
-    let mut command = Command::new(BIN);
-    command
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default());
-    command
+    bridge_command()
 }
 
 #[test]
@@ -66,35 +61,7 @@ fn sign_prints_the_hmac_of_standard_input() {
 async fn the_binary_forwards_with_the_aws_chain_and_exits_0_on_sigterm() {
     let sqs = sqs().await;
     let queue_url = create_queue(&sqs).await;
-    let mut child = bridge()
-        .envs([
-            ("BRIDGE_QUEUE_URL", queue_url.as_str()),
-            ("BRIDGE_LISTEN", "127.0.0.1:0"),
-            ("BRIDGE_EVENT_SETUP_ID", "9"),
-            ("BRIDGE_API_KEYS", API_KEY),
-            ("BRIDGE_LOG_FORMAT", "json"),
-            ("AWS_ENDPOINT_URL", endpoint().as_str()),
-            ("AWS_REGION", "us-east-1"),
-            ("AWS_ACCESS_KEY_ID", "test"),
-            ("AWS_SECRET_ACCESS_KEY", "test"),
-        ])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // The "listening" log line carries the port that was bound.
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let port = loop {
-        let line = lines
-            .next()
-            .expect("the bridge exited before listening")
-            .unwrap();
-        let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line) else {
-            continue;
-        };
-        if entry["message"] == "listening" {
-            break entry["port"].as_u64().unwrap();
-        }
-    };
+    let (mut child, port, lines) = start_bridge(&queue_url, &[]);
     let logs = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
     let http = reqwest::Client::new();
     let body = workn_event("binary-1");
@@ -138,19 +105,6 @@ async fn the_binary_forwards_with_the_aws_chain_and_exits_0_on_sigterm() {
     assert_eq!(bodies, vec![body.as_str()]);
 }
 
-fn localstack_env(command: &mut Command, queue_url: &str) {
-    let endpoint = endpoint();
-    command.envs([
-        ("BRIDGE_QUEUE_URL", queue_url),
-        ("BRIDGE_API_KEYS", API_KEY),
-        ("BRIDGE_EVENT_SETUP_ID", "9"),
-        ("AWS_ENDPOINT_URL", endpoint.as_str()),
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_ACCESS_KEY_ID", "test"),
-        ("AWS_SECRET_ACCESS_KEY", "test"),
-    ]);
-}
-
 #[tokio::test]
 async fn check_config_reports_a_good_queue_and_fails_on_a_missing_one() {
     let sqs = sqs().await;
@@ -184,38 +138,6 @@ async fn check_config_reports_a_good_queue_and_fails_on_a_missing_one() {
         .await
         .unwrap();
     assert!(left.messages().is_empty());
-}
-
-/// The real binary on a fresh LocalStack queue: the child, its port, and its log lines.
-fn start_bridge(
-    queue_url: &str,
-    extra: &[(&str, &str)],
-) -> (Child, u16, Lines<BufReader<ChildStderr>>) {
-    let mut command = bridge();
-    localstack_env(&mut command, queue_url);
-    let mut child = command
-        .envs([
-            ("BRIDGE_LISTEN", "127.0.0.1:0"),
-            ("BRIDGE_LOG_FORMAT", "json"),
-        ])
-        .envs(extra.iter().copied())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let port = loop {
-        let line = lines
-            .next()
-            .expect("the bridge exited before listening")
-            .unwrap();
-        let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line) else {
-            continue;
-        };
-        if entry["message"] == "listening" {
-            break u16::try_from(entry["port"].as_u64().unwrap()).unwrap();
-        }
-    };
-    (child, port, lines)
 }
 
 #[tokio::test]
@@ -291,30 +213,7 @@ async fn request_logs_carry_the_facts_and_never_a_secret_signature_or_body() {
     let sqs = sqs().await;
     let queue_url = create_queue(&sqs).await;
     let secret = "log-test-secret-9f8e7d";
-    let mut command = bridge();
-    localstack_env(&mut command, &queue_url);
-    let mut child = command
-        .envs([
-            ("BRIDGE_SHARED_SECRETS", secret),
-            ("BRIDGE_LISTEN", "127.0.0.1:0"),
-            ("BRIDGE_LOG_FORMAT", "json"),
-        ])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let port = loop {
-        let line = lines
-            .next()
-            .expect("the bridge exited before listening")
-            .unwrap();
-        let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line) else {
-            continue;
-        };
-        if entry["message"] == "listening" {
-            break entry["port"].as_u64().unwrap();
-        }
-    };
+    let (mut child, port, lines) = start_bridge(&queue_url, &[("BRIDGE_SHARED_SECRETS", secret)]);
     let logs = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
     let url = format!("http://127.0.0.1:{port}/webhook");
     let http = reqwest::Client::new();

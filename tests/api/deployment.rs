@@ -60,12 +60,7 @@ async fn with_a_certificate_the_bridge_serves_https_and_forwards() {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     let json: Value = serde_json::from_str(answer.split("\r\n\r\n").nth(1).unwrap()).unwrap();
     assert_eq!(json["status"], "accepted");
-    let queued: Vec<String> = app
-        .drain(1)
-        .await
-        .iter()
-        .filter_map(|m| m.body().map(str::to_owned))
-        .collect();
+    let queued: Vec<String> = app.queued_bodies(1).await;
     assert_eq!(queued, vec![body]);
     // Plain HTTP to the TLS port does not get through.
     assert!(
@@ -155,12 +150,7 @@ async fn sources_outside_the_allow_list_get_403_before_authentication() {
     );
     assert_eq!(status_of(&proxied, None, "direct").await, 403);
 
-    let queued: Vec<String> = proxied
-        .drain(1)
-        .await
-        .iter()
-        .filter_map(|m| m.body().map(str::to_owned))
-        .collect();
+    let queued: Vec<String> = proxied.queued_bodies(1).await;
     assert_eq!(queued, vec![workn_event("via-proxy")]);
     assert!(
         closed.drain(0).await.is_empty(),

@@ -247,6 +247,15 @@ impl TestApp {
         }
     }
 
+    /// The bodies [`TestApp::drain`] received.
+    pub async fn queued_bodies(&self, expected: usize) -> Vec<String> {
+        self.drain(expected)
+            .await
+            .iter()
+            .filter_map(|m| m.body().map(str::to_owned))
+            .collect()
+    }
+
     async fn receive_batch(&self, wait_seconds: i32) -> Vec<Message> {
         let out = self
             .sqs
@@ -285,4 +294,63 @@ pub fn message_attribute(m: &Message, name: &str) -> Option<String> {
     m.message_attributes()
         .and_then(|a| a.get(name))
         .and_then(|v| v.string_value().map(str::to_owned))
+}
+
+/// The real binary with an empty environment but `PATH`.
+pub fn bridge_command() -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_webhook-sqs-bridge"));
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    command
+}
+
+/// The settings every binary test needs: the queue, the test API key, LocalStack.
+pub fn localstack_env(command: &mut std::process::Command, queue_url: &str) {
+    let endpoint = endpoint();
+    command.envs([
+        ("BRIDGE_QUEUE_URL", queue_url),
+        ("BRIDGE_API_KEYS", API_KEY),
+        ("BRIDGE_EVENT_SETUP_ID", "9"),
+        ("AWS_ENDPOINT_URL", endpoint.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+    ]);
+}
+
+pub type LogLines = std::io::Lines<std::io::BufReader<std::process::ChildStderr>>;
+
+/// Starts the real binary on `queue_url` with JSON logs on port 0; returns the child, the
+/// port it announced in its "listening" line, and its remaining log lines.
+pub fn start_bridge(
+    queue_url: &str,
+    extra: &[(&str, &str)],
+) -> (std::process::Child, u16, LogLines) {
+    use std::io::BufRead as _;
+    let mut command = bridge_command();
+    localstack_env(&mut command, queue_url);
+    let mut child = command
+        .envs([
+            ("BRIDGE_LISTEN", "127.0.0.1:0"),
+            ("BRIDGE_LOG_FORMAT", "json"),
+        ])
+        .envs(extra.iter().copied())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let port = loop {
+        let line = lines
+            .next()
+            .expect("the bridge exited before listening")
+            .unwrap();
+        let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        if entry["message"] == "listening" {
+            break u16::try_from(entry["port"].as_u64().unwrap()).unwrap();
+        }
+    };
+    (child, port, lines)
 }

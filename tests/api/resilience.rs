@@ -3,8 +3,7 @@
 //! under load by SIGTERM and by `kill -9`.
 
 use std::collections::HashSet;
-use std::io::{BufRead as _, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -15,7 +14,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use webhook_sqs_bridge::auth::{Authenticator, Presented, sign};
 use webhook_sqs_bridge::event;
 
-use crate::helpers::{API_KEY, create_queue, endpoint, spawn_app, sqs, workn_event};
+use crate::helpers::{API_KEY, create_queue, spawn_app, sqs, workn_event};
 
 /// The request path without HTTP: headers → authentication → body → event. Returns
 /// whether the event would be forwarded.
@@ -209,35 +208,7 @@ async fn queued_ids(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Vec<String> {
 async fn stop_under_load(signal: &str) -> (Option<i32>, HashSet<String>, Vec<String>) {
     let sqs = sqs().await;
     let queue_url = create_queue(&sqs).await;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_webhook-sqs-bridge"))
-        .env_clear()
-        .envs([
-            ("BRIDGE_QUEUE_URL", queue_url.as_str()),
-            ("BRIDGE_API_KEYS", API_KEY),
-            ("BRIDGE_EVENT_SETUP_ID", "9"),
-            ("BRIDGE_LISTEN", "127.0.0.1:0"),
-            ("BRIDGE_LOG_FORMAT", "json"),
-            ("AWS_ENDPOINT_URL", endpoint().as_str()),
-            ("AWS_REGION", "us-east-1"),
-            ("AWS_ACCESS_KEY_ID", "test"),
-            ("AWS_SECRET_ACCESS_KEY", "test"),
-        ])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let port = loop {
-        let line = lines
-            .next()
-            .expect("the bridge exited before listening")
-            .unwrap();
-        let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line) else {
-            continue;
-        };
-        if entry["message"] == "listening" {
-            break u16::try_from(entry["port"].as_u64().unwrap()).unwrap();
-        }
-    };
+    let (mut child, port, lines) = crate::helpers::start_bridge(&queue_url, &[]);
     std::thread::spawn(move || lines.map_while(Result::ok).count());
     let stop = Arc::new(AtomicBool::new(false));
     let load = tokio::spawn(load_until_down(

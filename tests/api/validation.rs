@@ -174,12 +174,7 @@ async fn bad_bodies_get_specific_errors_and_are_not_forwarded() {
         )
         .await;
     assert_eq!(response.status(), 200);
-    let queued: Vec<String> = app
-        .drain(1)
-        .await
-        .iter()
-        .filter_map(|m| m.body().map(str::to_owned))
-        .collect();
+    let queued: Vec<String> = app.queued_bodies(1).await;
     assert_eq!(queued, vec![good]);
 }
 
@@ -192,10 +187,19 @@ async fn a_chunked_body_over_the_limit_is_cut_off_while_reading() {
     let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
 
     let response = app
-        .post_with(&[("X-Payload-Signature", SECRET)], body)
+        .http
+        .post(app.webhook_url())
+        .header("X-Payload-Signature", SECRET)
+        .body(body)
+        .send()
         .await;
 
-    assert_eq!(response.status(), 413);
+    // The bridge answers 413 and closes the connection at the limit; the client may see
+    // the answer or, if it was still writing, the connection cut. Never a 200.
+    match response {
+        Ok(response) => assert_eq!(response.status(), 413),
+        Err(error) => assert!(error.is_request(), "{error}"),
+    }
     let small: Vec<Result<Vec<u8>, std::io::Error>> =
         vec![Ok(b"{\"msg_id\":".to_vec()), Ok(b"\"chunked-1\"}".to_vec())];
     let response = app
@@ -205,11 +209,6 @@ async fn a_chunked_body_over_the_limit_is_cut_off_while_reading() {
         )
         .await;
     assert_eq!(response.status(), 200);
-    let queued: Vec<String> = app
-        .drain(1)
-        .await
-        .iter()
-        .filter_map(|m| m.body().map(str::to_owned))
-        .collect();
+    let queued: Vec<String> = app.queued_bodies(1).await;
     assert_eq!(queued, vec!["{\"msg_id\":\"chunked-1\"}".to_owned()]);
 }
