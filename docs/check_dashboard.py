@@ -142,6 +142,13 @@ def main():
         doc_headings = {l[4:].strip() for l in f if l.startswith("### ")}
 
     problems, used, exprs, ids = [], set(), [], set()
+    # The names above must be the ones the code registers (src/telemetry.rs `metric`).
+    with open(os.path.join(HERE, "..", "src", "telemetry.rs")) as f:
+        in_code = set(re.findall(r'pub const \w+: &str = "(bridge_\w+)";', f.read()))
+    declared = COUNTERS | GAUGES | HISTOGRAMS
+    if in_code != declared:
+        problems.append(f"metric names differ from src/telemetry.rs: only in code {sorted(in_code - declared)}, "
+                        f"only here {sorted(declared - in_code)}")
     panels = []
     for p in dashboard["panels"]:
         panels.append(p)
