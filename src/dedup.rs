@@ -88,11 +88,6 @@ impl Deduplicator {
         }
     }
 
-    #[must_use]
-    pub fn mode(&self) -> DedupMode {
-        self.mode
-    }
-
     /// The id for one event in one group. The event's own valid id always wins.
     pub fn assign(
         &self,
