@@ -7,17 +7,15 @@
 
 use std::fmt;
 
+use aws_lc_rs::hmac;
 use base64::Engine as _;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
-use hmac::{Hmac, Mac};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 pub const API_KEY_HEADER: &str = "x-api-key";
 pub const SIGNATURE_HEADER: &str = "x-payload-signature";
-
-type HmacSha256 = Hmac<Sha256>;
 
 /// Standard base64, with or without padding.
 const BASE64: GeneralPurpose = GeneralPurpose::new(
@@ -135,8 +133,9 @@ struct SharedSecret {
     /// SHA-256 of the secret, compared in constant time with the header's SHA-256, so the
     /// comparison does not depend on where the two first differ nor on their lengths.
     digest: [u8; 32],
-    /// An HMAC state already keyed with the secret; cloned per request.
-    mac: HmacSha256,
+    /// The secret as an HMAC-SHA256 key (aws-lc-rs: its SHA-256 is about 1.6× faster
+    /// than the `sha2` crate's on CPUs without SHA extensions, and this runs per request).
+    mac: hmac::Key,
 }
 
 /// Checks credentials against the configured secrets and keys.
@@ -178,7 +177,7 @@ impl Authenticator {
                 let bytes = s.expose_secret().as_bytes();
                 SharedSecret {
                     digest: Sha256::digest(bytes).into(),
-                    mac: HmacSha256::new_from_slice(bytes).expect("HMAC takes keys of any length"),
+                    mac: hmac::Key::new(hmac::HMAC_SHA256, bytes),
                 }
             })
             .collect();
@@ -266,9 +265,8 @@ impl Authenticator {
             return Err(AuthError::WrongSignature);
         };
         for secret in &self.secrets {
-            let mut mac = secret.mac.clone();
-            mac.update(body);
-            if mac.verify_slice(&tag).is_ok() {
+            // Constant-time comparison.
+            if hmac::verify(&secret.mac, body, &tag).is_ok() {
                 return Ok(AuthMethod::Hmac);
             }
         }
@@ -303,9 +301,7 @@ fn decode_tag(encoded: &[u8]) -> Option<[u8; 32]> {
 /// The value a signing sender puts in `X-Payload-Signature`: lowercase hex HMAC-SHA256.
 #[must_use]
 pub fn sign(secret: &[u8], body: &[u8]) -> String {
-    let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC takes keys of any length");
-    mac.update(body);
-    hex::encode(mac.finalize().into_bytes())
+    hex::encode(hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, secret), body))
 }
 
 #[cfg(test)]

@@ -229,12 +229,176 @@ pub fn parse(body: &[u8]) -> Result<ParsedEvent, EventError> {
 /// [`parse`] for a body already known to be UTF-8.
 pub fn parse_text(text: &str) -> Result<ParsedEvent, EventError> {
     check_sqs_characters(text.as_bytes())?;
-    let value: Value =
+    let top: TopLevel =
         serde_json::from_str(text).map_err(|e| EventError::Malformed(e.to_string()))?;
-    let Value::Object(object) = value else {
-        return Err(EventError::NotAnObject(json_kind(&value)));
-    };
-    read_event(&object)
+    match top {
+        TopLevel::Object(object) => read_event(&object),
+        TopLevel::Other(kind) => Err(EventError::NotAnObject(kind)),
+    }
+}
+
+/// The top-level keys [`read_event`] looks at. `Resource` is only tested for presence.
+const READ_KEYS: [&str; 15] = [
+    "mkt_id",
+    "ent_id",
+    "branch_id",
+    "ext_customer_id",
+    "ext_branch_id",
+    "event_datetime",
+    "msg_id",
+    "EventName",
+    "DeduplicationId",
+    "CorrelationId",
+    "event_type",
+    "MessageGroupId",
+    "MessageDeDuplicationId",
+    "MessageDeduplicationId",
+    "Resource",
+];
+
+/// A body parsed as strictly as into a [`Value`] (same grammar, escapes, surrogates,
+/// number range and depth limit, same errors), but keeping only the keys the bridge reads:
+/// the rest is checked without being allocated. Events are mostly payload the bridge
+/// never looks at, so this halves the parse cost.
+enum TopLevel {
+    Object(Map<String, Value>),
+    Other(&'static str),
+}
+
+impl<'de> serde::Deserialize<'de> for TopLevel {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(TopVisitor)
+    }
+}
+
+struct TopVisitor;
+
+impl<'de> serde::de::Visitor<'de> for TopVisitor {
+    type Value = TopLevel;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<TopLevel, A::Error> {
+        let mut object = Map::new();
+        while let Some(key) = map.next_key::<Key>()? {
+            match key.0 {
+                Some("Resource") => {
+                    map.next_value::<Checked>()?;
+                    object.insert("Resource".to_owned(), Value::Null);
+                }
+                Some(name) => {
+                    object.insert(name.to_owned(), map.next_value::<Value>()?);
+                }
+                None => {
+                    map.next_value::<Checked>()?;
+                }
+            }
+        }
+        Ok(TopLevel::Object(object))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<TopLevel, A::Error> {
+        CheckedVisitor.visit_seq(seq)?;
+        Ok(TopLevel::Other("an array"))
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<TopLevel, E> {
+        Ok(TopLevel::Other("a boolean"))
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<TopLevel, E> {
+        Ok(TopLevel::Other("a number"))
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<TopLevel, E> {
+        Ok(TopLevel::Other("a number"))
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<TopLevel, E> {
+        Ok(TopLevel::Other("a number"))
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<TopLevel, E> {
+        Ok(TopLevel::Other("a string"))
+    }
+
+    fn visit_unit<E>(self) -> Result<TopLevel, E> {
+        Ok(TopLevel::Other("null"))
+    }
+}
+
+/// A top-level key: which of [`READ_KEYS`] it is, if any.
+struct Key(Option<&'static str>);
+
+impl<'de> serde::Deserialize<'de> for Key {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl serde::de::Visitor<'_> for KeyVisitor {
+            type Value = Key;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_str<E>(self, key: &str) -> Result<Key, E> {
+                Ok(Key(READ_KEYS.iter().copied().find(|k| *k == key)))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+/// Any JSON value, fully checked, nothing kept.
+struct Checked;
+
+impl<'de> serde::Deserialize<'de> for Checked {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(CheckedVisitor)
+    }
+}
+
+struct CheckedVisitor;
+
+impl<'de> serde::de::Visitor<'de> for CheckedVisitor {
+    type Value = Checked;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Checked, A::Error> {
+        while map.next_entry::<Checked, Checked>()?.is_some() {}
+        Ok(Checked)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Checked, A::Error> {
+        while seq.next_element::<Checked>()?.is_some() {}
+        Ok(Checked)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+
+    fn visit_unit<E>(self) -> Result<Checked, E> {
+        Ok(Checked)
+    }
 }
 
 /// SQS accepts `#x9 #xA #xD #x20-#xD7FF #xE000-#xFFFD #x10000-#x10FFFF`. In valid UTF-8
@@ -268,17 +432,6 @@ fn sqs_allows(s: &str) -> bool {
     s.chars().all(|c| {
         matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
     })
-}
-
-fn json_kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 /// A field's value, with JSON `null` read as absent: the vendor marks the enterprise and
@@ -448,6 +601,74 @@ mod tests {
 
     fn ok(body: &str) -> ParsedEvent {
         parse(body.as_bytes()).expect("valid event")
+    }
+
+    /// The reference: the whole body into a `Value`, as before the lean top-level reader.
+    fn parse_via_value(text: &str) -> Result<ParsedEvent, EventError> {
+        fn json_kind(value: &Value) -> &'static str {
+            match value {
+                Value::Null => "null",
+                Value::Bool(_) => "a boolean",
+                Value::Number(_) => "a number",
+                Value::String(_) => "a string",
+                Value::Array(_) => "an array",
+                Value::Object(_) => "an object",
+            }
+        }
+        check_sqs_characters(text.as_bytes())?;
+        let value: Value =
+            serde_json::from_str(text).map_err(|e| EventError::Malformed(e.to_string()))?;
+        let Value::Object(object) = value else {
+            return Err(EventError::NotAnObject(json_kind(&value)));
+        };
+        read_event(&object)
+    }
+
+    #[test]
+    fn the_lean_reader_agrees_with_a_full_parse() {
+        let mut bodies: Vec<String> = [
+            r#"{"msg_id":"a","event_type":5,"mkt_id":1.0,"x":{"deep":[1,2,{"y":null}]}}"#,
+            r#"{"msg_id":"a","msg_id":"b","EventName":"e","Resource":{"Id":1}}"#,
+            r#"{"Resource":null,"EventName":"x","DeduplicationId":"d","CorrelationId":"c"}"#,
+            r#"{"x":"\ud800"}"#,
+            r#"{"x":"\ud83d\ude00","msg_id":"\u00e9"}"#,
+            r#"{"x":1e400}"#,
+            r#"{"x":-0,"y":18446744073709551616,"z":[true,false,null]}"#,
+            r#"{"x":"\q"}"#,
+            r#"{"x":[1,2,]}"#,
+            r#"{"x":1} trailing"#,
+            r#"{"mkt_id":"12"}"#,
+            r#"{"MessageGroupId":"g 1","MessageDeduplicationId":"ok"}"#,
+            r#"{"event_type":null,"msg_id":null}"#,
+            r#"[1,{"a":2}]"#,
+            r#""text""#,
+            "12",
+            "true",
+            "null",
+            "",
+            "{",
+            r#"{"a":"#,
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        bodies.push(format!("{}{}", "[".repeat(200), "]".repeat(200)));
+        bodies.push(format!("{{\"x\":{}1{}}}", "[".repeat(126), "]".repeat(126)));
+        bodies.push(format!("{{\"x\":{}1{}}}", "[".repeat(127), "]".repeat(127)));
+        let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
+        for entry in std::fs::read_dir(corpus).unwrap() {
+            let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+            if let Ok(text) = String::from_utf8(bytes) {
+                bodies.push(text);
+            }
+        }
+        for body in &bodies {
+            assert_eq!(
+                format!("{:?}", parse_text(body)),
+                format!("{:?}", parse_via_value(body)),
+                "{body}"
+            );
+        }
     }
 
     fn err(body: &[u8]) -> EventError {

@@ -225,6 +225,15 @@ struct EventLog {
 
 static REQUEST_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// Random per process, so ids stay distinct across restarts and replicas (in a container
+/// every replica is often pid 1).
+static PROCESS_TAG: std::sync::LazyLock<u32> = std::sync::LazyLock::new(|| {
+    let mut bytes = [0u8; 4];
+    // On the (theoretical) failure the tag is 0: ids are then unique per process only.
+    let _ = aws_lc_rs::rand::fill(&mut bytes);
+    u32::from_le_bytes(bytes)
+});
+
 fn request_id(req: &HttpRequest) -> String {
     req.headers()
         .get("x-request-id")
@@ -233,8 +242,8 @@ fn request_id(req: &HttpRequest) -> String {
         .map_or_else(
             || {
                 format!(
-                    "{:x}-{:x}",
-                    std::process::id(),
+                    "{:08x}-{:x}",
+                    *PROCESS_TAG,
                     REQUEST_COUNTER.fetch_add(1, Ordering::Relaxed)
                 )
             },
