@@ -4,6 +4,11 @@
 #[path = "../tests/support/fake_sqs.rs"]
 mod fake_sqs;
 
+/// The fake shares the benchmark machine with what it serves: the less CPU it takes, the
+/// less it skews the comparison.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let addr = std::env::args()
