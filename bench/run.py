@@ -2,12 +2,13 @@
 """Throughput benchmark: the bridge (batched and not) against a naive forwarder and a
 do-nothing ceiling, all measured in the same run on the same machine.
 
-    bench/run.py [--seconds 10] [--connections 64] [--markdown]
+    bench/run.py [--seconds 5] [--rounds 3] [--connections 64] [--markdown]
 
 Builds in release mode, starts the in-repo FAKE SQS (tests/support/fake_sqs.rs, no
 faults) and measures its own rate first, then for each target: time to listen, idle
 RSS, requests/s, p50/p99 latency, non-2xx answers, SQS calls per event, and peak RSS
-under load, with ratios to the naive forwarder and to the ceiling. Load comes from
+under load, with ratios to the naive forwarder and to the ceiling. Targets are measured
+in interleaved rounds; the table shows medians and per-round ratios. Load comes from
 examples/loadgen.rs: 64 keep-alive connections posting unique, HMAC-signed 1 KiB events
 (wrk and oha can't sign each body).
 """
@@ -100,9 +101,58 @@ def start(kind, extra_env, port):
     return proc, ready
 
 
+def measure(kind, extra, port, seconds, connections):
+    """One fresh start of a target and one load run against it."""
+    proc, ready = start(kind, extra, port)
+    try:
+        time.sleep(0.3)  # let start-up work (readiness probe, workers) settle
+        idle = rss_kib(proc.pid, "VmRSS")
+        _, calls0 = fake_stats()
+        load = loadgen(f"http://127.0.0.1:{port}/webhook", seconds, connections)
+        _, calls1 = fake_stats()
+        peak = rss_kib(proc.pid, "VmHWM")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    load.update({
+        "ready_ms": ready * 1000, "idle_rss_mib": idle / 1024, "peak_rss_mib": peak / 1024,
+        "calls": calls1 - calls0,
+    })
+    return load
+
+
+def median(values):
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def summarize(runs):
+    """Medians of the rates and latencies, worst case of memory and start-up, totals of
+    errors and calls over all rounds."""
+    # Per accepted webhook, not per message the fake stored: the fake drops a repeated
+    # deduplication id, as SQS does, and a fresh bridge in `timestamp` mode can reissue
+    # ids an earlier round used.
+    accepted = sum(r["requests"] - r["non_2xx"] - r["errors"] for r in runs)
+    calls = sum(r["calls"] for r in runs)
+    return {
+        "rps": median([r["rps"] for r in runs]),
+        "p50_ms": median([r["p50_ms"] for r in runs]),
+        "p99_ms": median([r["p99_ms"] for r in runs]),
+        "non_2xx": sum(r["non_2xx"] + r["errors"] for r in runs),
+        "calls_per_event": calls / accepted if accepted and calls else None,
+        "idle_rss_mib": max(r["idle_rss_mib"] for r in runs),
+        "peak_rss_mib": max(r["peak_rss_mib"] for r in runs),
+        "ready_ms": max(r["ready_ms"] for r in runs),
+        "runs": runs,
+    }
+
+
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--seconds", type=float, default=5, help="load per target per round")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="every target is measured once per round, rounds interleaved")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table too")
     args = parser.parse_args()
@@ -111,52 +161,53 @@ def main():
     build()
     fake = subprocess.Popen([os.path.join(RELEASE, "examples", "fake_sqs"), FAKE],
                             stdout=subprocess.DEVNULL)
+    names = list(TARGETS)
+    rounds = {name: [] for name in names}
     try:
         wait_listening(int(FAKE.split(":")[1]), time.monotonic())
         own = loadgen(f"http://{FAKE}/", args.seconds, args.connections, mode="sqs")
         print(f"fake SQS alone: {own['rps']:.0f} SendMessage/s "
               f"(p50 {own['p50_ms']:.2f} ms, p99 {own['p99_ms']:.2f} ms)")
-
-        results = {}
-        for port, (name, (kind, extra)) in enumerate(TARGETS.items(), start=18080):
-            proc, ready = start(kind, extra, port)
-            try:
-                time.sleep(0.3)  # let start-up work (readiness probe, workers) settle
-                idle = rss_kib(proc.pid, "VmRSS")
-                stored0, calls0 = fake_stats()
-                load = loadgen(f"http://127.0.0.1:{port}/webhook", args.seconds, args.connections)
-                stored1, calls1 = fake_stats()
-                peak = rss_kib(proc.pid, "VmHWM")
-            finally:
-                proc.send_signal(signal.SIGTERM)
-                proc.wait(timeout=30)
-            events = stored1 - stored0
-            load.update({
-                "ready_ms": ready * 1000, "idle_rss_mib": idle / 1024, "peak_rss_mib": peak / 1024,
-                "calls_per_event": (calls1 - calls0) / events if events else None,
-                "stored": events,
-            })
-            results[name] = load
-            print(f"{name}: {load['rps']:.0f} req/s", file=sys.stderr)
+        # This machine's speed drifts over a minute (shared cores): measuring every target
+        # in each round, in a rotating order, and taking medians and per-round ratios keeps
+        # the drift out of the comparison.
+        for round_index in range(args.rounds):
+            order = names[round_index % len(names):] + names[:round_index % len(names)]
+            for name in order:
+                kind, extra = TARGETS[name]
+                port = 18080 + names.index(name)
+                run = measure(kind, extra, port, args.seconds, args.connections)
+                rounds[name].append(run)
+                print(f"round {round_index + 1}: {name}: {run['rps']:.0f} req/s", file=sys.stderr)
     finally:
         fake.send_signal(signal.SIGINT)
         fake.wait(timeout=10)
 
-    naive = results["naive forwarder"]["rps"]
-    ceiling = results["ceiling (200, no forward)"]["rps"]
+    results = {name: summarize(runs) for name, runs in rounds.items()}
+
+    def ratio(name, reference):
+        """Median over rounds of this target's rate over the reference's in the same round."""
+        return median([a["rps"] / b["rps"] for a, b in zip(rounds[name], rounds[reference])])
+
+    naive_name, ceiling_name = "naive forwarder", "ceiling (200, no forward)"
     header = ("target", "req/s", "p50 ms", "p99 ms", "non-2xx", "SQS calls/event",
               "idle RSS MiB", "peak RSS MiB", "listening after ms", "x naive", "x ceiling")
     rows = []
     for name, r in results.items():
         cpe = "-" if r["calls_per_event"] is None else f"{r['calls_per_event']:.3f}"
         rows.append((name, f"{r['rps']:.0f}", f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}",
-                     str(r["non_2xx"] + r["errors"]), cpe, f"{r['idle_rss_mib']:.1f}",
+                     str(r["non_2xx"]), cpe, f"{r['idle_rss_mib']:.1f}",
                      f"{r['peak_rss_mib']:.1f}", f"{r['ready_ms']:.0f}",
-                     f"{r['rps'] / naive:.2f}", f"{r['rps'] / ceiling:.2f}"))
+                     f"{ratio(name, naive_name):.2f}", f"{ratio(name, ceiling_name):.2f}"))
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
+    print(f"medians of {args.rounds} interleaved rounds of {args.seconds:g} s per target")
     print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
     for row in rows:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths)))
+    print("per-round x naive: " + "; ".join(
+        f"{name}: " + ", ".join(f"{a['rps'] / b['rps']:.2f}"
+                                for a, b in zip(rounds[name], rounds[naive_name]))
+        for name in ("bridge (batching)", "bridge (no batching)")))
     if args.markdown:
         print()
         print("| " + " | ".join(header) + " |")
@@ -165,15 +216,16 @@ def main():
             print("| " + " | ".join(row) + " |")
 
     b, u = results["bridge (batching)"], results["bridge (no batching)"]
+    naive = results[naive_name]
     checks = [
-        ("batching >= 3x naive req/s", b["rps"] >= 3 * naive),
-        ("batching p99 <= naive p99", b["p99_ms"] <= results["naive forwarder"]["p99_ms"]),
+        ("batching >= 3x naive req/s", ratio("bridge (batching)", naive_name) >= 3),
+        ("batching p99 <= naive p99", b["p99_ms"] <= naive["p99_ms"]),
         ("batching <= 0.2 SQS calls/event", (b["calls_per_event"] or 1) <= 0.2),
-        ("no batching >= 0.9x naive req/s", u["rps"] >= 0.9 * naive),
+        ("no batching >= 0.9x naive req/s", ratio("bridge (no batching)", naive_name) >= 0.9),
         ("bridge idle RSS <= 32 MiB", max(b["idle_rss_mib"], u["idle_rss_mib"]) <= 32),
         ("bridge peak RSS <= 128 MiB", max(b["peak_rss_mib"], u["peak_rss_mib"]) <= 128),
         ("bridge listening within 200 ms", max(b["ready_ms"], u["ready_ms"]) <= 200),
-        ("no non-2xx from the bridge", b["non_2xx"] + b["errors"] + u["non_2xx"] + u["errors"] == 0),
+        ("no non-2xx from the bridge", b["non_2xx"] + u["non_2xx"] == 0),
     ]
     print()
     for label, ok in checks:
