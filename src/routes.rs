@@ -226,12 +226,21 @@ struct EventLog {
 static REQUEST_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// Random per process, so ids stay distinct across restarts and replicas (in a container
-/// every replica is often pid 1).
+/// every replica is often pid 1). From std's hash keys (OS randomness, read once) and the
+/// start time: aws-lc's RNG would spend ~100 ms seeding itself on the first request.
 static PROCESS_TAG: std::sync::LazyLock<u32> = std::sync::LazyLock::new(|| {
-    let mut bytes = [0u8; 4];
-    // On the (theoretical) failure the tag is 0: ids are then unique per process only.
-    let _ = aws_lc_rs::rand::fill(&mut bytes);
-    u32::from_le_bytes(bytes)
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    hasher.write_u32(std::process::id());
+    #[allow(clippy::cast_possible_truncation)] // any 32 bits of the hash will do
+    let tag = hasher.finish() as u32;
+    tag
 });
 
 fn request_id(req: &HttpRequest) -> String {
