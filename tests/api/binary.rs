@@ -5,7 +5,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::helpers::{
-    API_KEY, bridge_command, create_queue, localstack_env, sqs, start_bridge, workn_event,
+    API_KEY, bridge_command, create_queue, drain_queue, localstack_env, sqs, start_bridge,
+    workn_event,
 };
 
 fn bridge() -> Command {
@@ -94,14 +95,8 @@ async fn the_binary_forwards_with_the_aws_chain_and_exits_0_on_sigterm() {
     assert!(!logs.contains(API_KEY), "the API key appears in the logs");
     assert!(logs.contains("webhook accepted"), "{logs}");
 
-    let out = sqs
-        .receive_message()
-        .queue_url(&queue_url)
-        .wait_time_seconds(2)
-        .send()
-        .await
-        .unwrap();
-    let bodies: Vec<&str> = out.messages().iter().filter_map(|m| m.body()).collect();
+    let queued = drain_queue(&sqs, &queue_url, 1).await;
+    let bodies: Vec<&str> = queued.iter().filter_map(|m| m.body()).collect();
     assert_eq!(bodies, vec![body.as_str()]);
 }
 
@@ -174,29 +169,11 @@ async fn send_test_event_posts_distinct_signed_events_that_arrive() {
     assert_eq!(bold.0, Some(0), "{}", bold.1);
     assert_eq!(refused.0, Some(1));
     assert!(refused.1.starts_with("401 "), "{}", refused.1);
-    let mut bodies = Vec::new();
-    while bodies.len() < 6 {
-        let out = sqs
-            .receive_message()
-            .queue_url(&queue_url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(2)
-            .send()
-            .await
-            .unwrap();
-        if out.messages().is_empty() {
-            break;
-        }
-        for m in out.messages() {
-            bodies.push(serde_json::from_str::<serde_json::Value>(m.body().unwrap()).unwrap());
-            sqs.delete_message()
-                .queue_url(&queue_url)
-                .receipt_handle(m.receipt_handle().unwrap())
-                .send()
-                .await
-                .unwrap();
-        }
-    }
+    let bodies: Vec<serde_json::Value> = drain_queue(&sqs, &queue_url, 6)
+        .await
+        .iter()
+        .map(|m| serde_json::from_str(m.body().unwrap()).unwrap())
+        .collect();
     assert_eq!(bodies.len(), 6);
     assert_eq!(bodies.iter().filter(|b| b["msg_id"].is_string()).count(), 3);
     assert_eq!(

@@ -230,21 +230,9 @@ impl TestApp {
             .expect("request")
     }
 
-    /// Receives (and deletes) messages until `expected` have arrived and one more receive
-    /// comes back empty, or 30 s pass: so a test sees extra copies, not just enough.
+    /// [`drain_queue`] on this app's queue.
     pub async fn drain(&self, expected: usize) -> Vec<Message> {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut messages = Vec::new();
-        loop {
-            let got = self
-                .receive_batch(if messages.len() >= expected { 1 } else { 2 })
-                .await;
-            let empty = got.is_empty();
-            messages.extend(got);
-            if (empty && messages.len() >= expected) || Instant::now() > deadline {
-                return messages;
-            }
-        }
+        drain_queue(&self.sqs, &self.queue_url, expected).await
     }
 
     /// The bodies [`TestApp::drain`] received.
@@ -255,32 +243,54 @@ impl TestApp {
             .filter_map(|m| m.body().map(str::to_owned))
             .collect()
     }
+}
 
-    async fn receive_batch(&self, wait_seconds: i32) -> Vec<Message> {
-        let out = self
-            .sqs
-            .receive_message()
-            .queue_url(&self.queue_url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(wait_seconds)
-            .message_system_attribute_names(MessageSystemAttributeName::All)
-            .message_attribute_names("All")
+/// Receives (and deletes) messages until `expected` have arrived and one more receive
+/// comes back empty, or 30 s pass: so a test sees extra copies, not just enough.
+pub async fn drain_queue(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    expected: usize,
+) -> Vec<Message> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut messages = Vec::new();
+    loop {
+        let wait = if messages.len() >= expected { 1 } else { 2 };
+        let got = receive_batch(sqs, queue_url, wait).await;
+        let empty = got.is_empty();
+        messages.extend(got);
+        if (empty && messages.len() >= expected) || Instant::now() > deadline {
+            return messages;
+        }
+    }
+}
+
+async fn receive_batch(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    wait_seconds: i32,
+) -> Vec<Message> {
+    let out = sqs
+        .receive_message()
+        .queue_url(queue_url)
+        .max_number_of_messages(10)
+        .wait_time_seconds(wait_seconds)
+        .message_system_attribute_names(MessageSystemAttributeName::All)
+        .message_attribute_names("All")
+        .send()
+        .await
+        .expect("receive");
+    let messages = out.messages.unwrap_or_default();
+    // FIFO groups stay locked while received messages are undeleted.
+    for m in &messages {
+        sqs.delete_message()
+            .queue_url(queue_url)
+            .receipt_handle(m.receipt_handle().unwrap_or_default())
             .send()
             .await
-            .expect("receive");
-        let messages = out.messages.unwrap_or_default();
-        // FIFO groups stay locked while received messages are undeleted.
-        for m in &messages {
-            self.sqs
-                .delete_message()
-                .queue_url(&self.queue_url)
-                .receipt_handle(m.receipt_handle().unwrap_or_default())
-                .send()
-                .await
-                .expect("delete");
-        }
-        messages
+            .expect("delete");
     }
+    messages
 }
 
 pub fn system_attribute(m: &Message, name: &MessageSystemAttributeName) -> String {
