@@ -11,8 +11,9 @@ use aws_lc_rs::hmac;
 use base64::Engine as _;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use secrecy::{ExposeSecret, SecretString};
-use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+
+use crate::event::sha256;
 
 pub const API_KEY_HEADER: &str = "x-api-key";
 pub const SIGNATURE_HEADER: &str = "x-payload-signature";
@@ -176,14 +177,14 @@ impl Authenticator {
             .map(|s| {
                 let bytes = s.expose_secret().as_bytes();
                 SharedSecret {
-                    digest: Sha256::digest(bytes).into(),
+                    digest: sha256(bytes),
                     mac: hmac::Key::new(hmac::HMAC_SHA256, bytes),
                 }
             })
             .collect();
         let api_keys = api_keys
             .iter()
-            .map(|k| Sha256::digest(k.expose_secret().as_bytes()).into())
+            .map(|k| sha256(k.expose_secret().as_bytes()))
             .collect();
         Self {
             secrets,
@@ -221,7 +222,7 @@ impl Authenticator {
             return Err(AuthError::Missing(self.expected_headers()));
         }
         if let Some(key) = api_key {
-            let digest: [u8; 32] = Sha256::digest(key).into();
+            let digest = sha256(key);
             let matched = self
                 .api_keys
                 .iter()
@@ -252,7 +253,7 @@ impl Authenticator {
 
     fn verify_signature(&self, value: &[u8], body: &[u8]) -> Result<AuthMethod, AuthError> {
         // The shared secret itself, as the vendor documents.
-        let digest: [u8; 32] = Sha256::digest(value).into();
+        let digest = sha256(value);
         let raw = self.secrets.iter().fold(subtle::Choice::from(0), |acc, s| {
             acc | s.digest.ct_eq(&digest)
         });

@@ -9,9 +9,7 @@ use std::str::FromStr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use sha2::{Digest, Sha256};
-
-use crate::event::{DeduplicationId, MessageGroupId, ParsedEvent, body_digest};
+use crate::event::{DeduplicationId, MessageGroupId, ParsedEvent, body_digest, sha256};
 
 /// SQS's deduplication interval.
 pub const SQS_DEDUP_WINDOW: Duration = Duration::from_secs(300);
@@ -101,9 +99,8 @@ impl Deduplicator {
         match self.mode {
             DedupMode::Content => DeduplicationId::from_digest(&body_digest(body)),
             DedupMode::EventId => match &event.id {
-                Some(id) => DeduplicationId::parse(&id.value).unwrap_or_else(|_| {
-                    DeduplicationId::from_digest(&Sha256::digest(id.value.as_bytes()).into())
-                }),
+                Some(id) => DeduplicationId::parse(&id.value)
+                    .unwrap_or_else(|_| DeduplicationId::from_digest(&sha256(id.value.as_bytes()))),
                 None => DeduplicationId::from_digest(&body_digest(body)),
             },
             DedupMode::Timestamp => {
