@@ -154,8 +154,10 @@ fn serve(config_file: Option<&std::path::Path>) -> ExitCode {
 }
 
 fn run(config: &Config) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
+    // One thread for the SQS side (the batch dispatcher and the SDK's calls); actix runs
+    // the HTTP side on worker threads of its own. A current-thread runtime is the
+    // cheapest scheduler for that one thread.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
