@@ -131,6 +131,40 @@ impl SqsQueue {
     }
 }
 
+impl SqsQueue {
+    /// The same queue and settings over a connection pool of its own.
+    ///
+    /// With batching off, each actix worker makes its SDK calls in its request handlers.
+    /// A connection is driven by the runtime that opened it, so with one pool shared by
+    /// all workers, a call often goes out on a connection another worker's thread drives,
+    /// and crosses threads twice. The client is built as the SDK builds its default
+    /// (rustls with aws-lc, proxy settings from the environment).
+    #[must_use]
+    pub fn with_own_connections(&self) -> Self {
+        use aws_smithy_http_client::{Connector, proxy::ProxyConfig, tls};
+
+        let http = aws_smithy_http_client::Builder::new().build_with_connector_fn(
+            |settings, components| {
+                let mut connector = Connector::builder().tls_provider(tls::Provider::Rustls(
+                    tls::rustls_provider::CryptoMode::AwsLc,
+                ));
+                connector.set_connector_settings(settings.cloned());
+                if let Some(components) = components {
+                    connector.set_sleep_impl(components.sleep_impl());
+                }
+                connector.set_proxy_config(Some(ProxyConfig::from_env()));
+                connector.build()
+            },
+        );
+        let config = self.client.config().to_builder().http_client(http).build();
+        Self {
+            client: aws_sdk_sqs::Client::from_conf(config),
+            queue_url: self.queue_url.clone(),
+            forward_timeout: self.forward_timeout,
+        }
+    }
+}
+
 /// Hands SigV4 the SHA-256 of the request body, computed with aws-lc-rs.
 ///
 /// SigV4 hashes every request body; the SDK does it with the `sha2` crate, which on CPUs

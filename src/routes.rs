@@ -23,11 +23,13 @@ use crate::event::{self, EventError, MessageGroupId};
 use crate::queue::{EventQueue, OutgoingMessage, Readiness, SendError};
 use crate::telemetry::metric;
 
-/// Everything a request needs, shared by all workers.
+/// Everything a request needs. Each worker has its own copy, which may hold a queue of
+/// its own; everything else in it is shared between the workers.
+#[derive(Clone)]
 pub struct AppState {
     pub authenticator: Authenticator,
     pub queue: Arc<dyn EventQueue>,
-    pub deduplicator: Deduplicator,
+    pub deduplicator: Arc<Deduplicator>,
     /// `EventSetup_<BRIDGE_EVENT_SETUP_ID>`, for events without their own group id.
     pub default_group: Option<MessageGroupId>,
     pub max_body_bytes: usize,
@@ -37,7 +39,7 @@ pub struct AppState {
     /// The size of `in_flight`, so shutdown can wait for every permit to come back.
     pub max_in_flight: u32,
     /// Set on SIGTERM/SIGINT: new webhooks get `503`, answered connections are closed.
-    pub draining: AtomicBool,
+    pub draining: Arc<AtomicBool>,
     /// Shown on `/readyz` (e.g. authentication disabled).
     pub warnings: Vec<String>,
     /// Source allow-list, checked before authentication.

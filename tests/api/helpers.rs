@@ -3,14 +3,13 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::types::{Message, MessageSystemAttributeName, QueueAttributeName};
 use tokio::sync::OnceCell;
 use webhook_sqs_bridge::config::Config;
-use webhook_sqs_bridge::queue::{EventQueue, SqsQueue};
-use webhook_sqs_bridge::startup::{self, Application};
+use webhook_sqs_bridge::queue::SqsQueue;
+use webhook_sqs_bridge::startup::{self, Application, Queues};
 
 pub const SECRET: &str = "test-shared-secret-1";
 pub const SECRET_2: &str = "test-shared-secret-2";
@@ -157,10 +156,10 @@ pub fn spawn_against(
     )
 }
 
-/// The bridge in front of any queue implementation (fakes for faults LocalStack can't make).
+/// The bridge in front of the given queues.
 pub fn spawn_with_queue(
     config: &Config,
-    queue: Arc<dyn EventQueue>,
+    queue: Queues,
     sqs: aws_sdk_sqs::Client,
     queue_url: String,
 ) -> TestApp {
