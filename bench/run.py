@@ -6,8 +6,8 @@ do-nothing ceiling, all measured in the same run on the same machine.
 
 Builds in release mode, starts the in-repo FAKE SQS (tests/support/fake_sqs.rs, no
 faults) and measures its own rate first, then for each target: time to listen, idle
-RSS, requests/s, p50/p99 latency, non-2xx answers, SQS calls per event, and peak RSS
-under load, with ratios to the naive forwarder and to the ceiling. Targets are measured
+RSS, requests/s, p50/p99 latency, non-2xx answers, SQS calls per event, CPU per
+request (the target's own, and the fake's behind it), and peak RSS under load, with ratios to the naive forwarder and to the ceiling. Targets are measured
 in interleaved rounds; the table shows medians and per-round ratios. Load comes from
 examples/loadgen.rs: 64 keep-alive connections posting unique, HMAC-signed 1 KiB events
 (wrk and oha can't sign each body).
@@ -65,6 +65,16 @@ def rss_kib(pid, field):
     return 0
 
 
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid):
+    """User plus system CPU time of a process so far (/proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
 def fake_stats():
     with urllib.request.urlopen(f"http://{FAKE}/stats") as r:
         stats = json.load(r)
@@ -101,14 +111,16 @@ def start(kind, extra_env, port):
     return proc, ready
 
 
-def measure(kind, extra, port, seconds, connections):
+def measure(kind, extra, port, seconds, connections, fake_pid):
     """One fresh start of a target and one load run against it."""
     proc, ready = start(kind, extra, port)
     try:
         time.sleep(0.3)  # let start-up work (readiness probe, workers) settle
         idle = rss_kib(proc.pid, "VmRSS")
         _, calls0 = fake_stats()
+        cpu0, fake_cpu0 = cpu_seconds(proc.pid), cpu_seconds(fake_pid)
         load = loadgen(f"http://127.0.0.1:{port}/webhook", seconds, connections)
+        cpu1, fake_cpu1 = cpu_seconds(proc.pid), cpu_seconds(fake_pid)
         _, calls1 = fake_stats()
         peak = rss_kib(proc.pid, "VmHWM")
     finally:
@@ -117,6 +129,9 @@ def measure(kind, extra, port, seconds, connections):
     load.update({
         "ready_ms": ready * 1000, "idle_rss_mib": idle / 1024, "peak_rss_mib": peak / 1024,
         "calls": calls1 - calls0,
+        # CPU per answered request, of the target alone and of the fake SQS behind it
+        "cpu_us": (cpu1 - cpu0) * 1e6 / max(load["requests"], 1),
+        "fake_cpu_us": (fake_cpu1 - fake_cpu0) * 1e6 / max(load["requests"], 1),
     })
     return load
 
@@ -144,6 +159,8 @@ def summarize(runs):
         "idle_rss_mib": max(r["idle_rss_mib"] for r in runs),
         "peak_rss_mib": max(r["peak_rss_mib"] for r in runs),
         "ready_ms": max(r["ready_ms"] for r in runs),
+        "cpu_us": median([r["cpu_us"] for r in runs]),
+        "fake_cpu_us": median([r["fake_cpu_us"] for r in runs]),
         "runs": runs,
     }
 
@@ -176,7 +193,7 @@ def main():
             for name in order:
                 kind, extra = TARGETS[name]
                 port = 18080 + names.index(name)
-                run = measure(kind, extra, port, args.seconds, args.connections)
+                run = measure(kind, extra, port, args.seconds, args.connections, fake.pid)
                 rounds[name].append(run)
                 print(f"round {round_index + 1}: {name}: {run['rps']:.0f} req/s", file=sys.stderr)
     finally:
@@ -191,12 +208,14 @@ def main():
 
     naive_name, ceiling_name = "naive forwarder", "ceiling (200, no forward)"
     header = ("target", "req/s", "p50 ms", "p99 ms", "non-2xx", "SQS calls/event",
-              "idle RSS MiB", "peak RSS MiB", "listening after ms", "x naive", "x ceiling")
+              "CPU µs/req", "fake SQS CPU µs/req", "idle RSS MiB", "peak RSS MiB",
+              "listening after ms", "x naive", "x ceiling")
     rows = []
     for name, r in results.items():
         cpe = "-" if r["calls_per_event"] is None else f"{r['calls_per_event']:.3f}"
         rows.append((name, f"{r['rps']:.0f}", f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}",
-                     str(r["non_2xx"]), cpe, f"{r['idle_rss_mib']:.1f}",
+                     str(r["non_2xx"]), cpe, f"{r['cpu_us']:.0f}", f"{r['fake_cpu_us']:.0f}",
+                     f"{r['idle_rss_mib']:.1f}",
                      f"{r['peak_rss_mib']:.1f}", f"{r['ready_ms']:.0f}",
                      f"{ratio(name, naive_name):.2f}", f"{ratio(name, ceiling_name):.2f}"))
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
@@ -206,6 +225,12 @@ def main():
         print("  ".join(c.ljust(w) for c, w in zip(row, widths)))
     print("per-round x naive: " + "; ".join(
         f"{name}: " + ", ".join(f"{a['rps'] / b['rps']:.2f}"
+                                for a, b in zip(rounds[name], rounds[naive_name]))
+        for name in ("bridge (batching)", "bridge (no batching)")))
+    # The machine-independent part of the comparison: each target's own CPU per request.
+    # Requests/s also carry the load generator's and the fake's CPU, shared on the cores.
+    print("CPU per request, naive forwarder over bridge: " + "; ".join(
+        f"{name}: " + ", ".join(f"{b['cpu_us'] / a['cpu_us']:.2f}"
                                 for a, b in zip(rounds[name], rounds[naive_name]))
         for name in ("bridge (batching)", "bridge (no batching)")))
     if args.markdown:
