@@ -138,7 +138,9 @@ impl SqsQueue {
     /// A connection is driven by the runtime that opened it, so with one pool shared by
     /// all workers, a call often goes out on a connection another worker's thread drives,
     /// and crosses threads twice. The client is built as the SDK builds its default
-    /// (rustls with aws-lc, proxy settings from the environment).
+    /// (rustls with aws-lc, proxy settings from the environment), through the same
+    /// `build_with_connector_fn`; that function is doc-hidden upstream, so check it on
+    /// SDK upgrades (the batching-off tests drive this path against LocalStack).
     #[must_use]
     pub fn with_own_connections(&self) -> Self {
         use aws_smithy_http_client::{Connector, proxy::ProxyConfig, tls};
