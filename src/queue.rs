@@ -210,7 +210,7 @@ impl aws_sdk_sqs::config::Intercept for PayloadHash {
 
 /// Lowercase hex SHA-256, as SigV4 writes a payload hash.
 fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes))
+    hex::encode(crate::event::sha256(bytes))
 }
 
 #[async_trait]

@@ -99,8 +99,7 @@ pub struct Application {
     /// `/metrics` on `BRIDGE_METRICS_LISTEN`, when set.
     metrics_server: Option<Server>,
     metrics_port: Option<u16>,
-    /// For the start-up readiness report.
-    probe: Arc<dyn EventQueue>,
+    /// Shared state; its `queue` is the probe the start-up readiness report uses.
     state: web::Data<AppState>,
     shutdown_timeout: Duration,
 }
@@ -156,7 +155,6 @@ impl Application {
         let path = config.path.clone();
         let metrics_here = config.metrics_listen.is_none();
         crate::telemetry::prometheus();
-        let probe = queues.probe();
         let server = HttpServer::new(move || {
             let state = AppState {
                 queue: queues.for_worker(),
@@ -208,7 +206,6 @@ impl Application {
             server,
             metrics_server,
             metrics_port,
-            probe,
             state: shared,
             shutdown_timeout: config.shutdown_timeout,
         })
@@ -235,7 +232,7 @@ impl Application {
     /// Logs whether the queue is ready, without holding up start-up: an SQS outage at
     /// deploy time must not stop the bridge from serving `/healthz`.
     pub fn report_readiness(&self) {
-        let queue = Arc::clone(&self.probe);
+        let queue = Arc::clone(&self.state.queue);
         tokio::spawn(async move {
             match queue.readiness().await {
                 Readiness::Ready {
