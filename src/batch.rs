@@ -1,19 +1,21 @@
 //! Group commit: concurrent forwards share `SendMessageBatch` calls.
 //!
-//! An event is sent at once when a call slot is free; events that arrive while every slot
-//! is busy wait in a queue and leave together, up to 10 entries and 1 MiB, as soon as a
-//! slot frees. There is no linger timer, so an idle bridge adds no latency, and under load
-//! the SDK's per-call cost is shared by up to ten events.
+//! An event is sent at once when no call is in flight; events that arrive while a call is
+//! in flight wait in a queue and leave together when it ends, up to 10 entries and 1 MiB.
+//! A batch that is already full does not wait: it takes the next free call slot
+//! (`BRIDGE_BATCH_CONCURRENCY`). There is no linger timer, so an idle bridge adds no
+//! latency, and under load the SDK's per-call cost is shared by up to ten events.
 //!
 //! Each webhook still gets its own entry's result: a failed entry is retried (same keys,
 //! so SQS deduplicates a copy it already stored) or answered alone, while its batch-mates
 //! are answered `200`.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 
 use crate::queue::{
     EntryResult, EventQueue, OutgoingMessage, Readiness, Receipt, SendError, SqsQueue,
@@ -110,12 +112,20 @@ impl EventQueue for BatchingQueue {
 }
 
 /// Takes waiting forwards off the channel in arrival order and sends them in batches.
+///
+/// A batch goes out at once when no call is in flight (an idle bridge adds no latency).
+/// While calls are in flight, a partial batch waits for them to end, collecting later
+/// arrivals; a full one (10 entries or 1 MiB) takes any free slot. So a second call slot
+/// is only spent on a full batch: slow SQS calls get more concurrency, and a fast SQS
+/// gets fewer, fuller calls.
 async fn dispatch(
     queue: Arc<SqsQueue>,
     mut receive: mpsc::UnboundedReceiver<Pending>,
     resubmit: mpsc::UnboundedSender<Pending>,
     slots: Arc<Semaphore>,
 ) {
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let call_ended = Arc::new(Notify::new());
     let mut carried: Option<Pending> = None;
     loop {
         let first = match carried.take() {
@@ -128,31 +138,79 @@ async fn dispatch(
         if first.abandoned() {
             continue;
         }
-        // While every slot is busy, later arrivals queue up behind `first`: that queue is
-        // the next batch.
+        let mut batch = Batch::new(first);
+        batch.fill(&mut receive, &mut carried);
+        // A partial batch waits while any call is in flight, taking arrivals as they come.
+        while !batch.full(carried.is_some()) && in_flight.load(Ordering::Acquire) > 0 {
+            tokio::select! {
+                () = call_ended.notified() => {}
+                next = receive.recv() => match next {
+                    Some(next) => batch.push(next, &mut carried),
+                    None => break,
+                },
+            }
+            batch.fill(&mut receive, &mut carried);
+        }
         let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
             return;
         };
-        let mut size = first.size;
-        let mut batch = vec![first];
-        while batch.len() < MAX_ENTRIES {
-            let Ok(next) = receive.try_recv() else { break };
-            if next.abandoned() {
-                continue;
-            }
-            if size + next.size > MAX_BATCH_BYTES {
-                carried = Some(next);
-                break;
-            }
-            size += next.size;
-            batch.push(next);
-        }
+        batch.fill(&mut receive, &mut carried);
+        in_flight.fetch_add(1, Ordering::AcqRel);
         let queue = Arc::clone(&queue);
         let resubmit = resubmit.clone();
+        let (in_flight, call_ended) = (Arc::clone(&in_flight), Arc::clone(&call_ended));
         tokio::spawn(async move {
-            send(&queue, batch, &resubmit).await;
+            send(&queue, batch.entries, &resubmit).await;
             drop(slot);
+            in_flight.fetch_sub(1, Ordering::AcqRel);
+            call_ended.notify_one();
         });
+    }
+}
+
+/// A batch being formed: entries in arrival order and their size in SQS's terms.
+struct Batch {
+    entries: Vec<Pending>,
+    size: usize,
+}
+
+impl Batch {
+    fn new(first: Pending) -> Self {
+        Self {
+            size: first.size,
+            entries: vec![first],
+        }
+    }
+
+    /// Full when it has 10 entries or the next waiting one would not fit.
+    fn full(&self, next_waiting: bool) -> bool {
+        self.entries.len() >= MAX_ENTRIES || next_waiting
+    }
+
+    /// Adds one arrival, or sets it aside (`carried`) for the next batch if it would not
+    /// fit. Abandoned entries are dropped.
+    fn push(&mut self, next: Pending, carried: &mut Option<Pending>) {
+        if next.abandoned() {
+            return;
+        }
+        if self.size + next.size > MAX_BATCH_BYTES {
+            *carried = Some(next);
+            return;
+        }
+        self.size += next.size;
+        self.entries.push(next);
+    }
+
+    /// Takes what is already waiting, without waiting, until the batch is full.
+    fn fill(
+        &mut self,
+        receive: &mut mpsc::UnboundedReceiver<Pending>,
+        carried: &mut Option<Pending>,
+    ) {
+        while !self.full(carried.is_some()) {
+            let Ok(next) = receive.try_recv() else { break };
+            self.push(next, carried);
+        }
     }
 }
 

@@ -115,6 +115,64 @@ async fn during_an_outage_the_bridge_answers_503_in_time_and_recovers() {
     assert_eq!(fake.stored().len(), 1);
 }
 
+/// Waits (bounded) until the fake has received `count` batch calls.
+async fn batch_calls_reach(fake: &FakeSqs, count: u64) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while fake.calls("SendMessageBatch") < count {
+        assert!(Instant::now() < deadline, "the fake never got call {count}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Group commit: while a call is in flight, a partial batch waits for it to end even with
+/// a call slot free, and leaves as one call; a full batch takes the free slot at once.
+#[tokio::test]
+async fn while_a_call_is_in_flight_partial_batches_wait_and_full_ones_take_a_free_slot() {
+    let (fake, app) = app_on_fake(&[
+        ("BRIDGE_BATCH_CONCURRENCY", "2"),
+        ("BRIDGE_FORWARD_TIMEOUT_MS", "10000"),
+    ])
+    .await;
+    let answered_at = |name: String| {
+        let app = &app;
+        async move {
+            let status = app.post_signed(&workn_event(&name)).await.status();
+            assert_eq!(status, 200, "{name}");
+            Instant::now()
+        }
+    };
+    let slow = Fault::Latency(Duration::from_secs(2));
+
+    // Three arrivals during a slow call: one batch, sent after the slow call ends.
+    fake.script([slow]);
+    let (slow_done, partial_done) = tokio::join!(answered_at("slow-1".into()), async {
+        batch_calls_reach(&fake, 1).await;
+        join_all((0..3).map(|i| answered_at(format!("partial-{i}")))).await
+    });
+    assert!(
+        partial_done.iter().all(|done| *done > slow_done),
+        "a partial batch went out beside the call in flight"
+    );
+    assert_eq!(fake.calls("SendMessageBatch"), 2, "the three left together");
+
+    // Ten arrivals during a slow call: a full batch, sent at once in the second slot.
+    fake.script([slow]);
+    let (slow_done, full_done) = tokio::join!(answered_at("slow-2".into()), async {
+        batch_calls_reach(&fake, 3).await;
+        join_all((0..10).map(|i| answered_at(format!("full-{i}")))).await
+    });
+    assert!(
+        full_done.iter().all(|done| *done < slow_done),
+        "a full batch waited for the call in flight"
+    );
+    assert_eq!(
+        fake.calls("SendMessageBatch"),
+        4,
+        "the ten left as one call"
+    );
+    assert_eq!(fake.stored().len(), 15);
+}
+
 #[tokio::test]
 async fn beyond_the_in_flight_cap_requests_get_503_at_once() {
     let (fake, app) =
