@@ -103,6 +103,10 @@ impl SqsQueue {
     /// Wraps a client, replacing its timeouts and retries with the bridge's: retries
     /// happen inside the forward budget, and each attempt gets a third of it so a hung
     /// connection is abandoned in time for another try.
+    ///
+    /// Stalled-stream protection is off: its grace period (20 s) is longer than any
+    /// attempt the bridge allows (at most 5 s), so it could never fire first, and it
+    /// costs timers and throughput bookkeeping on every call.
     #[must_use]
     pub fn new(client: &aws_sdk_sqs::Client, queue_url: String, forward_timeout: Duration) -> Self {
         let attempt =
@@ -121,6 +125,9 @@ impl SqsQueue {
             .to_builder()
             .timeout_config(timeouts)
             .retry_config(retries)
+            .stalled_stream_protection(
+                aws_sdk_sqs::config::StalledStreamProtectionConfig::disabled(),
+            )
             .interceptor(PayloadHash)
             .build();
         Self {
