@@ -205,6 +205,9 @@ async fn queued_ids(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Vec<String> {
     }
 }
 
+/// Concurrent senders in `stop_under_load`.
+const LOADERS: usize = 16;
+
 async fn stop_under_load(signal: &str) -> (Option<i32>, HashSet<String>, Vec<String>) {
     let sqs = sqs().await;
     let queue_url = create_queue(&sqs).await;
@@ -213,11 +216,13 @@ async fn stop_under_load(signal: &str) -> (Option<i32>, HashSet<String>, Vec<Str
     let stop = Arc::new(AtomicBool::new(false));
     let load = tokio::spawn(load_until_down(
         port,
-        16,
+        LOADERS,
         signal.trim_start_matches('-').to_lowercase(),
         Arc::clone(&stop),
     ));
-    // Let load build up: wait until some events are in the queue.
+    // Let load build up: wait until some events are in the queue. At most `LOADERS`
+    // requests are in flight, so that many stored events may still await their answer:
+    // `50 + LOADERS` stored means at least 50 acknowledged.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let attrs = sqs
@@ -234,7 +239,7 @@ async fn stop_under_load(signal: &str) -> (Option<i32>, HashSet<String>, Vec<Str
             })
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
-        if queued >= 50 || Instant::now() > deadline {
+        if queued >= 50 + LOADERS as u64 || Instant::now() > deadline {
             break;
         }
     }
