@@ -16,6 +16,7 @@
 pub mod access;
 pub mod auth;
 pub mod batch;
+pub mod batch_json;
 pub mod cli;
 pub mod config;
 pub mod dedup;

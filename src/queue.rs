@@ -129,6 +129,7 @@ impl SqsQueue {
                 aws_sdk_sqs::config::StalledStreamProtectionConfig::disabled(),
             )
             .interceptor(PayloadHash)
+            .interceptor(crate::batch_json::BatchJson::default())
             .build();
         Self {
             client: aws_sdk_sqs::Client::from_conf(config),

@@ -1,0 +1,367 @@
+//! `SendMessageBatch` request bodies written in one pass, instead of by the SDK.
+//!
+//! The SDK's JSON writer escapes each string one byte at a time into a new `String`, then
+//! copies that into the body. With 1 KiB event bodies this was the largest single cost on
+//! the SQS thread, which every batch waits on (docs/BENCHMARKS.md). [`BatchJson`] writes
+//! the same request: the same members in the same order, the same escapes, the same
+//! headers. It copies runs that need no escaping whole.
+//!
+//! It is installed per call, and only for inputs whose every member it writes (the
+//! bridge's own: string attributes, no delay, no system attributes). Anything else is left
+//! to the SDK. A test compares both serializations of the same inputs.
+
+use aws_sdk_sqs::config::interceptors::BeforeSerializationInterceptorContextMut;
+use aws_sdk_sqs::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_sqs::error::BoxError;
+use aws_sdk_sqs::operation::send_message_batch::SendMessageBatchInput;
+use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
+use aws_smithy_runtime_api::client::interceptors::context::Input;
+use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
+use aws_smithy_runtime_api::client::ser_de::{SerializeRequest, SharedRequestSerializer};
+use aws_smithy_types::body::SdkBody;
+
+/// The interceptor that puts [`BatchJson`]'s serializer in place of the SDK's.
+#[derive(Debug)]
+pub struct BatchJson {
+    serializer: SharedRequestSerializer,
+}
+
+impl Default for BatchJson {
+    fn default() -> Self {
+        Self {
+            serializer: SharedRequestSerializer::new(Writer),
+        }
+    }
+}
+
+impl Intercept for BatchJson {
+    fn name(&self) -> &'static str {
+        "BatchJson"
+    }
+
+    fn modify_before_serialization(
+        &self,
+        context: &mut BeforeSerializationInterceptorContextMut<'_>,
+        _: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let input = context.input().downcast_ref::<SendMessageBatchInput>();
+        if input.is_some_and(writable) {
+            cfg.interceptor_state().store_put(self.serializer.clone());
+        }
+        Ok(())
+    }
+}
+
+/// Whether every member set on the input is one [`write_body`] writes.
+fn writable(input: &SendMessageBatchInput) -> bool {
+    input.entries.as_ref().is_some_and(|entries| {
+        entries.iter().all(|e| {
+            e.delay_seconds.is_none()
+                && e.message_system_attributes.is_none()
+                && e.message_attributes
+                    .as_ref()
+                    .is_none_or(|a| a.values().all(string_only))
+        })
+    })
+}
+
+fn string_only(value: &MessageAttributeValue) -> bool {
+    value.binary_value.is_none()
+        && value.string_list_values.is_none()
+        && value.binary_list_values.is_none()
+}
+
+#[derive(Debug)]
+struct Writer;
+
+impl SerializeRequest for Writer {
+    fn serialize_input(&self, input: Input, _: &mut ConfigBag) -> Result<HttpRequest, BoxError> {
+        let input = input
+            .downcast::<SendMessageBatchInput>()
+            .map_err(|_| "BatchJson's serializer was given another operation's input")?;
+        let body = write_body(&input);
+        let request = http::Request::builder()
+            .method("POST")
+            .uri("/")
+            .header("content-type", "application/x-amz-json-1.0")
+            .header("x-amz-target", "AmazonSQS.SendMessageBatch")
+            .header("x-amzn-query-mode", "true")
+            .header("content-length", body.len())
+            .body(SdkBody::from(body))?;
+        Ok(HttpRequest::try_from(request)?)
+    }
+}
+
+/// The JSON body, members in the order the SDK writes them.
+fn write_body(input: &SendMessageBatchInput) -> Vec<u8> {
+    let entries = input.entries.as_deref().unwrap_or_default();
+    // Room for the escapes a JSON body needs, so the buffer rarely grows.
+    let guess: usize = entries
+        .iter()
+        .map(|e| 256 + e.message_body.len() * 9 / 8)
+        .sum();
+    let mut out = Vec::with_capacity(64 + guess);
+    out.push(b'{');
+    if let Some(url) = &input.queue_url {
+        out.extend_from_slice(b"\"QueueUrl\":");
+        string(&mut out, url);
+        out.push(b',');
+    }
+    out.extend_from_slice(b"\"Entries\":[");
+    for (i, entry) in entries.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_entry(&mut out, entry);
+    }
+    out.extend_from_slice(b"]}");
+    out
+}
+
+fn write_entry(out: &mut Vec<u8>, entry: &SendMessageBatchRequestEntry) {
+    out.extend_from_slice(b"{\"Id\":");
+    string(out, &entry.id);
+    out.extend_from_slice(b",\"MessageBody\":");
+    string(out, &entry.message_body);
+    if let Some(attributes) = &entry.message_attributes {
+        out.extend_from_slice(b",\"MessageAttributes\":{");
+        for (i, (name, value)) in attributes.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            string(out, name);
+            out.push(b':');
+            out.push(b'{');
+            if let Some(text) = &value.string_value {
+                out.extend_from_slice(b"\"StringValue\":");
+                string(out, text);
+                out.push(b',');
+            }
+            out.extend_from_slice(b"\"DataType\":");
+            string(out, &value.data_type);
+            out.push(b'}');
+        }
+        out.push(b'}');
+    }
+    if let Some(id) = &entry.message_deduplication_id {
+        out.extend_from_slice(b",\"MessageDeduplicationId\":");
+        string(out, id);
+    }
+    if let Some(id) = &entry.message_group_id {
+        out.extend_from_slice(b",\"MessageGroupId\":");
+        string(out, id);
+    }
+    out.push(b'}');
+}
+
+/// A JSON string, escaped as the SDK escapes it: `"`, `\` and the control characters
+/// (`\b \f \n \r \t`, the rest as `\u00xx`); everything else, UTF-8 included, as is.
+fn string(out: &mut Vec<u8>, value: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bytes = value.as_bytes();
+    out.push(b'"');
+    let mut run = 0;
+    for (i, &byte) in bytes.iter().enumerate() {
+        if byte >= 0x20 && byte != b'"' && byte != b'\\' {
+            continue;
+        }
+        out.extend_from_slice(&bytes[run..i]);
+        run = i + 1;
+        match byte {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            0x0c => out.extend_from_slice(b"\\f"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            _ => out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(byte >> 4)],
+                HEX[usize::from(byte & 0xf)],
+            ]),
+        }
+    }
+    out.extend_from_slice(&bytes[run..]);
+    out.push(b'"');
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use aws_sdk_sqs::config::interceptors::BeforeTransmitInterceptorContextRef;
+    use aws_sdk_sqs::config::{ConfigBag, Intercept, RuntimeComponents};
+    use aws_sdk_sqs::error::BoxError;
+    use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
+
+    use super::BatchJson;
+
+    /// Headers (the ones the serializer sets) and body of a request.
+    type Sent = (Vec<(String, String)>, Vec<u8>);
+
+    /// What a call would have sent. The call stops there.
+    #[derive(Debug, Clone, Default)]
+    struct Capture(Arc<Mutex<Option<Sent>>>);
+
+    impl Intercept for Capture {
+        fn name(&self) -> &'static str {
+            "Capture"
+        }
+
+        fn read_before_transmit(
+            &self,
+            context: &BeforeTransmitInterceptorContextRef<'_>,
+            _: &RuntimeComponents,
+            _: &mut ConfigBag,
+        ) -> Result<(), BoxError> {
+            let request = context.request();
+            let headers = [
+                "content-type",
+                "x-amz-target",
+                "x-amzn-query-mode",
+                "content-length",
+            ]
+            .iter()
+            .map(|h| (*h).to_owned())
+            .map(|h| {
+                let value = request.headers().get(&h).unwrap_or("<missing>").to_owned();
+                (h, value)
+            })
+            .collect();
+            let body = request.body().bytes().expect("an in-memory body").to_vec();
+            *self.0.lock().unwrap() = Some((headers, body));
+            Err("captured".into())
+        }
+    }
+
+    /// The request a `SendMessageBatch` call sends, with our serializer or the SDK's.
+    async fn sent(entries: Vec<SendMessageBatchRequestEntry>, ours: bool) -> Sent {
+        let capture = Capture::default();
+        let mut config = aws_sdk_sqs::Config::builder()
+            .behavior_version_latest()
+            .region(aws_sdk_sqs::config::Region::new("eu-west-1"))
+            .endpoint_url("http://127.0.0.1:9")
+            .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+                "a", "b", None, None, "test",
+            ))
+            .retry_config(aws_sdk_sqs::config::retry::RetryConfig::disabled())
+            .interceptor(capture.clone());
+        if ours {
+            config = config.interceptor(BatchJson::default());
+        }
+        let client = aws_sdk_sqs::Client::from_conf(config.build());
+        let result = client
+            .send_message_batch()
+            .queue_url("https://sqs.eu-west-1.amazonaws.com/1/q \"x\".fifo")
+            .set_entries(Some(entries))
+            .send()
+            .await;
+        assert!(result.is_err(), "the capture stops the call");
+        capture
+            .0
+            .lock()
+            .unwrap()
+            .take()
+            .expect("a request was built")
+    }
+
+    fn entry(id: &str, body: &str, attributes: &[(&str, &str)]) -> SendMessageBatchRequestEntry {
+        let mut entry = SendMessageBatchRequestEntry::builder()
+            .id(id)
+            .message_body(body)
+            .message_group_id("group \u{e9}\"1\"")
+            .message_deduplication_id(format!("dedup-{id}"));
+        for (name, value) in attributes {
+            entry = entry.message_attributes(
+                *name,
+                MessageAttributeValue::builder()
+                    .data_type("String")
+                    .string_value(*value)
+                    .build()
+                    .unwrap(),
+            );
+        }
+        entry.build().unwrap()
+    }
+
+    /// Every byte the escaping treats differently, and text around it.
+    fn tricky_body() -> String {
+        let controls: String = (0u8..0x20).map(char::from).collect();
+        let del = '\u{7f}';
+        format!(r#"{{"msg_id":"a\"b\\c","text":"Zoë Ångström 🚀 {controls} {del} end","n":1}}"#)
+    }
+
+    #[tokio::test]
+    async fn the_request_is_the_one_the_sdk_would_send() {
+        let entries = || {
+            vec![
+                entry("0", &tricky_body(), &[]),
+                entry("1", "plain", &[]),
+                entry("2", "\"", &[]),
+            ]
+        };
+        let (sdk_headers, sdk_body) = sent(entries(), false).await;
+        let (our_headers, our_body) = sent(entries(), true).await;
+        assert_eq!(
+            String::from_utf8(our_body).unwrap(),
+            String::from_utf8(sdk_body).unwrap()
+        );
+        assert_eq!(our_headers, sdk_headers);
+    }
+
+    #[tokio::test]
+    async fn attributes_are_written_as_the_sdk_writes_them() {
+        // Attribute maps are hashed with a random seed, so their order can differ between
+        // two inputs: compare the parsed JSON.
+        let entries = || {
+            vec![
+                entry(
+                    "0",
+                    &tricky_body(),
+                    &[("event_id", "e-\"1\""), ("event_type", "5")],
+                ),
+                entry("1", "x", &[("only", "\u{1}")]),
+            ]
+        };
+        let parse = |body: Vec<u8>| serde_json::from_slice::<serde_json::Value>(&body).unwrap();
+        let (sdk_headers, sdk_body) = sent(entries(), false).await;
+        let (our_headers, our_body) = sent(entries(), true).await;
+        assert_eq!(parse(our_body), parse(sdk_body));
+        assert_eq!(our_headers, sdk_headers);
+    }
+
+    #[test]
+    fn members_it_does_not_write_leave_the_call_to_the_sdk() {
+        use aws_sdk_sqs::operation::send_message_batch::SendMessageBatchInput;
+        let input = |entry: SendMessageBatchRequestEntry| {
+            SendMessageBatchInput::builder()
+                .queue_url("q")
+                .entries(entry)
+                .build()
+                .unwrap()
+        };
+        let ours = entry("0", "b", &[("a", "v")]);
+        assert!(super::writable(&input(ours.clone())));
+        let mut delayed = ours.clone();
+        delayed.delay_seconds = Some(5);
+        assert!(!super::writable(&input(delayed)));
+        let mut binary = ours;
+        binary.message_attributes = Some(
+            [(
+                "bin".to_owned(),
+                MessageAttributeValue::builder()
+                    .data_type("Binary")
+                    .binary_value(aws_sdk_sqs::primitives::Blob::new(vec![1]))
+                    .build()
+                    .unwrap(),
+            )]
+            .into(),
+        );
+        assert!(!super::writable(&input(binary)));
+    }
+}
