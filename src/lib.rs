@@ -16,13 +16,13 @@
 pub mod access;
 pub mod auth;
 pub mod batch;
-pub mod batch_json;
 pub mod cli;
 pub mod config;
 pub mod dedup;
 pub mod event;
 pub mod queue;
 pub mod routes;
+pub mod sqs_json;
 pub mod startup;
 pub mod telemetry;
 pub mod tls;

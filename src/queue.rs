@@ -129,7 +129,7 @@ impl SqsQueue {
                 aws_sdk_sqs::config::StalledStreamProtectionConfig::disabled(),
             )
             .interceptor(PayloadHash)
-            .interceptor(crate::batch_json::BatchJson::default())
+            .interceptor(crate::sqs_json::SqsJson::default())
             .build();
         Self {
             client: aws_sdk_sqs::Client::from_conf(config),

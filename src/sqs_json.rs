@@ -1,18 +1,22 @@
-//! `SendMessageBatch` request bodies written in one pass, instead of by the SDK.
+//! `SendMessage` and `SendMessageBatch` request bodies written in one pass, instead of by
+//! the SDK.
 //!
 //! The SDK's JSON writer escapes each string one byte at a time into a new `String`, then
 //! copies that into the body. With 1 KiB event bodies this was the largest single cost on
-//! the SQS thread, which every batch waits on (docs/BENCHMARKS.md). [`BatchJson`] writes
-//! the same request: the same members in the same order, the same escapes, the same
+//! the SQS thread, which every batch waits on (docs/BENCHMARKS.md). [`SqsJson`] writes
+//! the same requests: the same members in the same order, the same escapes, the same
 //! headers. It copies runs that need no escaping whole.
 //!
 //! It is installed per call, and only for inputs whose every member it writes (the
 //! bridge's own: string attributes, no delay, no system attributes). Anything else is left
-//! to the SDK. A test compares both serializations of the same inputs.
+//! to the SDK. Tests compare both serializations of the same inputs.
+
+use std::collections::HashMap;
 
 use aws_sdk_sqs::config::interceptors::BeforeSerializationInterceptorContextMut;
 use aws_sdk_sqs::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_sqs::error::BoxError;
+use aws_sdk_sqs::operation::send_message::SendMessageInput;
 use aws_sdk_sqs::operation::send_message_batch::SendMessageBatchInput;
 use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
 use aws_smithy_runtime_api::client::interceptors::context::Input;
@@ -20,23 +24,25 @@ use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
 use aws_smithy_runtime_api::client::ser_de::{SerializeRequest, SharedRequestSerializer};
 use aws_smithy_types::body::SdkBody;
 
-/// The interceptor that puts [`BatchJson`]'s serializer in place of the SDK's.
+/// The interceptor that puts this module's serializers in place of the SDK's.
 #[derive(Debug)]
-pub struct BatchJson {
-    serializer: SharedRequestSerializer,
+pub struct SqsJson {
+    send_message: SharedRequestSerializer,
+    send_message_batch: SharedRequestSerializer,
 }
 
-impl Default for BatchJson {
+impl Default for SqsJson {
     fn default() -> Self {
         Self {
-            serializer: SharedRequestSerializer::new(Writer),
+            send_message: SharedRequestSerializer::new(Writer(Operation::SendMessage)),
+            send_message_batch: SharedRequestSerializer::new(Writer(Operation::SendMessageBatch)),
         }
     }
 }
 
-impl Intercept for BatchJson {
+impl Intercept for SqsJson {
     fn name(&self) -> &'static str {
-        "BatchJson"
+        "SqsJson"
     }
 
     fn modify_before_serialization(
@@ -45,47 +51,86 @@ impl Intercept for BatchJson {
         _: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        let input = context.input().downcast_ref::<SendMessageBatchInput>();
-        if input.is_some_and(writable) {
-            cfg.interceptor_state().store_put(self.serializer.clone());
+        let input = context.input();
+        let serializer = if let Some(batch) = input.downcast_ref::<SendMessageBatchInput>() {
+            writable_batch(batch).then_some(&self.send_message_batch)
+        } else if let Some(single) = input.downcast_ref::<SendMessageInput>() {
+            writable_single(single).then_some(&self.send_message)
+        } else {
+            None
+        };
+        if let Some(serializer) = serializer {
+            cfg.interceptor_state().store_put(serializer.clone());
         }
         Ok(())
     }
 }
 
-/// Whether every member set on the input is one [`write_body`] writes.
-fn writable(input: &SendMessageBatchInput) -> bool {
+/// Whether every member set on the input is one [`batch_body`] writes.
+fn writable_batch(input: &SendMessageBatchInput) -> bool {
     input.entries.as_ref().is_some_and(|entries| {
         entries.iter().all(|e| {
             e.delay_seconds.is_none()
                 && e.message_system_attributes.is_none()
-                && e.message_attributes
-                    .as_ref()
-                    .is_none_or(|a| a.values().all(string_only))
+                && string_attributes_only(e.message_attributes.as_ref())
         })
     })
 }
 
-fn string_only(value: &MessageAttributeValue) -> bool {
-    value.binary_value.is_none()
-        && value.string_list_values.is_none()
-        && value.binary_list_values.is_none()
+/// Whether every member set on the input is one [`single_body`] writes.
+fn writable_single(input: &SendMessageInput) -> bool {
+    input.queue_url.is_some()
+        && input.message_body.is_some()
+        && input.delay_seconds.is_none()
+        && input.message_system_attributes.is_none()
+        && string_attributes_only(input.message_attributes.as_ref())
+}
+
+fn string_attributes_only(attributes: Option<&HashMap<String, MessageAttributeValue>>) -> bool {
+    attributes.is_none_or(|a| {
+        a.values().all(|value| {
+            value.binary_value.is_none()
+                && value.string_list_values.is_none()
+                && value.binary_list_values.is_none()
+        })
+    })
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Operation {
+    SendMessage,
+    SendMessageBatch,
 }
 
 #[derive(Debug)]
-struct Writer;
+struct Writer(Operation);
 
 impl SerializeRequest for Writer {
     fn serialize_input(&self, input: Input, _: &mut ConfigBag) -> Result<HttpRequest, BoxError> {
-        let input = input
-            .downcast::<SendMessageBatchInput>()
-            .map_err(|_| "BatchJson's serializer was given another operation's input")?;
-        let body = write_body(&input);
+        const MISPLACED: &str = "SqsJson's serializer was given another operation's input";
+        let (target, body) = match self.0 {
+            Operation::SendMessage => (
+                "AmazonSQS.SendMessage",
+                single_body(
+                    &input
+                        .downcast::<SendMessageInput>()
+                        .map_err(|_| MISPLACED)?,
+                ),
+            ),
+            Operation::SendMessageBatch => (
+                "AmazonSQS.SendMessageBatch",
+                batch_body(
+                    &input
+                        .downcast::<SendMessageBatchInput>()
+                        .map_err(|_| MISPLACED)?,
+                ),
+            ),
+        };
         let request = http::Request::builder()
             .method("POST")
             .uri("/")
             .header("content-type", "application/x-amz-json-1.0")
-            .header("x-amz-target", "AmazonSQS.SendMessageBatch")
+            .header("x-amz-target", target)
             .header("x-amzn-query-mode", "true")
             .header("content-length", body.len())
             .body(SdkBody::from(body))?;
@@ -93,14 +138,32 @@ impl SerializeRequest for Writer {
     }
 }
 
-/// The JSON body, members in the order the SDK writes them.
-fn write_body(input: &SendMessageBatchInput) -> Vec<u8> {
+/// Room for the escapes a JSON body needs, so the buffer rarely grows.
+fn capacity_for(body: &str) -> usize {
+    256 + body.len() * 9 / 8
+}
+
+/// `SendMessage`'s body, members in the order the SDK writes them.
+fn single_body(input: &SendMessageInput) -> Vec<u8> {
+    let body = input.message_body.as_deref().unwrap_or_default();
+    let mut out = Vec::with_capacity(capacity_for(body));
+    out.extend_from_slice(b"{\"QueueUrl\":");
+    string(&mut out, input.queue_url.as_deref().unwrap_or_default());
+    write_message(
+        &mut out,
+        body,
+        input.message_attributes.as_ref(),
+        input.message_deduplication_id.as_deref(),
+        input.message_group_id.as_deref(),
+    );
+    out.push(b'}');
+    out
+}
+
+/// `SendMessageBatch`'s body, members in the order the SDK writes them.
+fn batch_body(input: &SendMessageBatchInput) -> Vec<u8> {
     let entries = input.entries.as_deref().unwrap_or_default();
-    // Room for the escapes a JSON body needs, so the buffer rarely grows.
-    let guess: usize = entries
-        .iter()
-        .map(|e| 256 + e.message_body.len() * 9 / 8)
-        .sum();
+    let guess: usize = entries.iter().map(|e| capacity_for(&e.message_body)).sum();
     let mut out = Vec::with_capacity(64 + guess);
     out.push(b'{');
     if let Some(url) = &input.queue_url {
@@ -122,17 +185,35 @@ fn write_body(input: &SendMessageBatchInput) -> Vec<u8> {
 fn write_entry(out: &mut Vec<u8>, entry: &SendMessageBatchRequestEntry) {
     out.extend_from_slice(b"{\"Id\":");
     string(out, &entry.id);
+    write_message(
+        out,
+        &entry.message_body,
+        entry.message_attributes.as_ref(),
+        entry.message_deduplication_id.as_deref(),
+        entry.message_group_id.as_deref(),
+    );
+    out.push(b'}');
+}
+
+/// The members a message has both in `SendMessage` and in a batch entry, in the SDK's
+/// order, each after a comma (the caller wrote the member before them).
+fn write_message(
+    out: &mut Vec<u8>,
+    body: &str,
+    attributes: Option<&HashMap<String, MessageAttributeValue>>,
+    deduplication_id: Option<&str>,
+    group_id: Option<&str>,
+) {
     out.extend_from_slice(b",\"MessageBody\":");
-    string(out, &entry.message_body);
-    if let Some(attributes) = &entry.message_attributes {
+    string(out, body);
+    if let Some(attributes) = attributes {
         out.extend_from_slice(b",\"MessageAttributes\":{");
         for (i, (name, value)) in attributes.iter().enumerate() {
             if i > 0 {
                 out.push(b',');
             }
             string(out, name);
-            out.push(b':');
-            out.push(b'{');
+            out.extend_from_slice(b":{");
             if let Some(text) = &value.string_value {
                 out.extend_from_slice(b"\"StringValue\":");
                 string(out, text);
@@ -144,15 +225,14 @@ fn write_entry(out: &mut Vec<u8>, entry: &SendMessageBatchRequestEntry) {
         }
         out.push(b'}');
     }
-    if let Some(id) = &entry.message_deduplication_id {
+    if let Some(id) = deduplication_id {
         out.extend_from_slice(b",\"MessageDeduplicationId\":");
         string(out, id);
     }
-    if let Some(id) = &entry.message_group_id {
+    if let Some(id) = group_id {
         out.extend_from_slice(b",\"MessageGroupId\":");
         string(out, id);
     }
-    out.push(b'}');
 }
 
 /// A JSON string, escaped as the SDK escapes it: `"`, `\` and the control characters
@@ -197,9 +277,12 @@ mod tests {
     use aws_sdk_sqs::config::interceptors::BeforeTransmitInterceptorContextRef;
     use aws_sdk_sqs::config::{ConfigBag, Intercept, RuntimeComponents};
     use aws_sdk_sqs::error::BoxError;
+    use aws_sdk_sqs::operation::send_message::SendMessageInput;
+    use aws_sdk_sqs::operation::send_message_batch::SendMessageBatchInput;
     use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
+    use serde_json::Value;
 
-    use super::BatchJson;
+    use super::SqsJson;
 
     /// Headers (the ones the serializer sets) and body of a request.
     type Sent = (Vec<(String, String)>, Vec<u8>);
@@ -227,10 +310,9 @@ mod tests {
                 "content-length",
             ]
             .iter()
-            .map(|h| (*h).to_owned())
             .map(|h| {
-                let value = request.headers().get(&h).unwrap_or("<missing>").to_owned();
-                (h, value)
+                let value = request.headers().get(*h).unwrap_or("<missing>");
+                ((*h).to_owned(), value.to_owned())
             })
             .collect();
             let body = request.body().bytes().expect("an in-memory body").to_vec();
@@ -239,8 +321,10 @@ mod tests {
         }
     }
 
-    /// The request a `SendMessageBatch` call sends, with our serializer or the SDK's.
-    async fn sent(entries: Vec<SendMessageBatchRequestEntry>, ours: bool) -> Sent {
+    const QUEUE_URL: &str = "https://sqs.eu-west-1.amazonaws.com/1/q \"x\".fifo";
+
+    /// A client whose calls stop before sending, and what they would have sent.
+    fn client(ours: bool) -> (aws_sdk_sqs::Client, Capture) {
         let capture = Capture::default();
         let mut config = aws_sdk_sqs::Config::builder()
             .behavior_version_latest()
@@ -252,22 +336,45 @@ mod tests {
             .retry_config(aws_sdk_sqs::config::retry::RetryConfig::disabled())
             .interceptor(capture.clone());
         if ours {
-            config = config.interceptor(BatchJson::default());
+            config = config.interceptor(SqsJson::default());
         }
-        let client = aws_sdk_sqs::Client::from_conf(config.build());
-        let result = client
-            .send_message_batch()
-            .queue_url("https://sqs.eu-west-1.amazonaws.com/1/q \"x\".fifo")
-            .set_entries(Some(entries))
-            .send()
-            .await;
-        assert!(result.is_err(), "the capture stops the call");
+        (aws_sdk_sqs::Client::from_conf(config.build()), capture)
+    }
+
+    fn taken(capture: &Capture) -> Sent {
         capture
             .0
             .lock()
             .unwrap()
             .take()
             .expect("a request was built")
+    }
+
+    async fn sent_batch(entries: Vec<SendMessageBatchRequestEntry>, ours: bool) -> Sent {
+        let (client, capture) = client(ours);
+        let result = client
+            .send_message_batch()
+            .queue_url(QUEUE_URL)
+            .set_entries(Some(entries))
+            .send()
+            .await;
+        assert!(result.is_err(), "the capture stops the call");
+        taken(&capture)
+    }
+
+    async fn sent_single(entry: SendMessageBatchRequestEntry, ours: bool) -> Sent {
+        let (client, capture) = client(ours);
+        let result = client
+            .send_message()
+            .queue_url(QUEUE_URL)
+            .message_body(entry.message_body)
+            .set_message_attributes(entry.message_attributes)
+            .set_message_deduplication_id(entry.message_deduplication_id)
+            .set_message_group_id(entry.message_group_id)
+            .send()
+            .await;
+        assert!(result.is_err(), "the capture stops the call");
+        taken(&capture)
     }
 
     fn entry(id: &str, body: &str, attributes: &[(&str, &str)]) -> SendMessageBatchRequestEntry {
@@ -277,16 +384,17 @@ mod tests {
             .message_group_id("group \u{e9}\"1\"")
             .message_deduplication_id(format!("dedup-{id}"));
         for (name, value) in attributes {
-            entry = entry.message_attributes(
-                *name,
-                MessageAttributeValue::builder()
-                    .data_type("String")
-                    .string_value(*value)
-                    .build()
-                    .unwrap(),
-            );
+            entry = entry.message_attributes(*name, string_attribute(value));
         }
         entry.build().unwrap()
+    }
+
+    fn string_attribute(value: &str) -> MessageAttributeValue {
+        MessageAttributeValue::builder()
+            .data_type("String")
+            .string_value(value)
+            .build()
+            .unwrap()
     }
 
     /// Every byte the escaping treats differently, and text around it.
@@ -296,8 +404,16 @@ mod tests {
         format!(r#"{{"msg_id":"a\"b\\c","text":"Zoë Ångström 🚀 {controls} {del} end","n":1}}"#)
     }
 
+    fn text(body: Vec<u8>) -> String {
+        String::from_utf8(body).unwrap()
+    }
+
+    fn parsed(body: &[u8]) -> Value {
+        serde_json::from_slice(body).unwrap()
+    }
+
     #[tokio::test]
-    async fn the_request_is_the_one_the_sdk_would_send() {
+    async fn the_requests_are_the_ones_the_sdk_would_send() {
         let entries = || {
             vec![
                 entry("0", &tricky_body(), &[]),
@@ -305,19 +421,22 @@ mod tests {
                 entry("2", "\"", &[]),
             ]
         };
-        let (sdk_headers, sdk_body) = sent(entries(), false).await;
-        let (our_headers, our_body) = sent(entries(), true).await;
-        assert_eq!(
-            String::from_utf8(our_body).unwrap(),
-            String::from_utf8(sdk_body).unwrap()
-        );
+        let (sdk_headers, sdk_body) = sent_batch(entries(), false).await;
+        let (our_headers, our_body) = sent_batch(entries(), true).await;
+        assert_eq!(text(our_body), text(sdk_body));
+        assert_eq!(our_headers, sdk_headers);
+
+        let message = || entry("0", &tricky_body(), &[]);
+        let (sdk_headers, sdk_body) = sent_single(message(), false).await;
+        let (our_headers, our_body) = sent_single(message(), true).await;
+        assert_eq!(text(our_body), text(sdk_body));
         assert_eq!(our_headers, sdk_headers);
     }
 
     #[tokio::test]
     async fn attributes_are_written_as_the_sdk_writes_them() {
         // Attribute maps are hashed with a random seed, so their order can differ between
-        // two inputs: compare the parsed JSON.
+        // two inputs: compare the parsed JSON (and the length, in the headers).
         let entries = || {
             vec![
                 entry(
@@ -328,28 +447,45 @@ mod tests {
                 entry("1", "x", &[("only", "\u{1}")]),
             ]
         };
-        let parse = |body: Vec<u8>| serde_json::from_slice::<serde_json::Value>(&body).unwrap();
-        let (sdk_headers, sdk_body) = sent(entries(), false).await;
-        let (our_headers, our_body) = sent(entries(), true).await;
-        assert_eq!(parse(our_body), parse(sdk_body));
+        let (sdk_headers, sdk_body) = sent_batch(entries(), false).await;
+        let (our_headers, our_body) = sent_batch(entries(), true).await;
+        assert_eq!(parsed(&our_body), parsed(&sdk_body));
+        assert_eq!(our_headers, sdk_headers);
+
+        let message = || entry("0", "{}", &[("event_id", "1"), ("event_type", "\\")]);
+        let (sdk_headers, sdk_body) = sent_single(message(), false).await;
+        let (our_headers, our_body) = sent_single(message(), true).await;
+        assert_eq!(parsed(&our_body), parsed(&sdk_body));
         assert_eq!(our_headers, sdk_headers);
     }
 
     #[test]
     fn members_it_does_not_write_leave_the_call_to_the_sdk() {
-        use aws_sdk_sqs::operation::send_message_batch::SendMessageBatchInput;
-        let input = |entry: SendMessageBatchRequestEntry| {
+        let batch = |entry: SendMessageBatchRequestEntry| {
             SendMessageBatchInput::builder()
                 .queue_url("q")
                 .entries(entry)
                 .build()
                 .unwrap()
         };
+        let single = |entry: SendMessageBatchRequestEntry| {
+            SendMessageInput::builder()
+                .queue_url("q")
+                .message_body(entry.message_body)
+                .set_delay_seconds(entry.delay_seconds)
+                .set_message_attributes(entry.message_attributes)
+                .build()
+                .unwrap()
+        };
         let ours = entry("0", "b", &[("a", "v")]);
-        assert!(super::writable(&input(ours.clone())));
+        assert!(super::writable_batch(&batch(ours.clone())));
+        assert!(super::writable_single(&single(ours.clone())));
+
         let mut delayed = ours.clone();
         delayed.delay_seconds = Some(5);
-        assert!(!super::writable(&input(delayed)));
+        assert!(!super::writable_batch(&batch(delayed.clone())));
+        assert!(!super::writable_single(&single(delayed)));
+
         let mut binary = ours;
         binary.message_attributes = Some(
             [(
@@ -362,6 +498,7 @@ mod tests {
             )]
             .into(),
         );
-        assert!(!super::writable(&input(binary)));
+        assert!(!super::writable_batch(&batch(binary.clone())));
+        assert!(!super::writable_single(&single(binary)));
     }
 }
