@@ -155,6 +155,11 @@ async fn dispatch(
             return;
         };
         batch.fill(&mut receive, &mut carried);
+        // A partial batch may have waited a whole call: drop what was answered meanwhile.
+        batch.entries.retain(|p| !p.abandoned());
+        if batch.entries.is_empty() {
+            continue;
+        }
         in_flight.fetch_add(1, Ordering::AcqRel);
         let queue = Arc::clone(&queue);
         let resubmit = resubmit.clone();
