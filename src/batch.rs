@@ -11,7 +11,6 @@
 //! are answered `200`.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -63,7 +62,7 @@ impl BatchingQueue {
             Arc::clone(&queue),
             receive,
             submit.clone(),
-            Arc::new(Semaphore::new(concurrency.max(1))),
+            concurrency.max(1),
         ));
         Self {
             queue,
@@ -122,9 +121,11 @@ async fn dispatch(
     queue: Arc<SqsQueue>,
     mut receive: mpsc::UnboundedReceiver<Pending>,
     resubmit: mpsc::UnboundedSender<Pending>,
-    slots: Arc<Semaphore>,
+    concurrency: usize,
 ) {
-    let in_flight = Arc::new(AtomicUsize::new(0));
+    let slots = Arc::new(Semaphore::new(concurrency));
+    // A call is in flight while one of its slots is taken.
+    let in_flight = |slots: &Semaphore| slots.available_permits() < concurrency;
     let call_ended = Arc::new(Notify::new());
     let mut carried: Option<Pending> = None;
     loop {
@@ -141,7 +142,7 @@ async fn dispatch(
         let mut batch = Batch::new(first);
         batch.fill(&mut receive, &mut carried);
         // A partial batch waits while any call is in flight, taking arrivals as they come.
-        while !batch.full(carried.is_some()) && in_flight.load(Ordering::Acquire) > 0 {
+        while !batch.full(carried.is_some()) && in_flight(&slots) {
             tokio::select! {
                 () = call_ended.notified() => {}
                 next = receive.recv() => match next {
@@ -160,14 +161,12 @@ async fn dispatch(
         if batch.entries.is_empty() {
             continue;
         }
-        in_flight.fetch_add(1, Ordering::AcqRel);
         let queue = Arc::clone(&queue);
         let resubmit = resubmit.clone();
-        let (in_flight, call_ended) = (Arc::clone(&in_flight), Arc::clone(&call_ended));
+        let call_ended = Arc::clone(&call_ended);
         tokio::spawn(async move {
             send(&queue, batch.entries, &resubmit).await;
             drop(slot);
-            in_flight.fetch_sub(1, Ordering::AcqRel);
             call_ended.notify_one();
         });
     }

@@ -107,24 +107,11 @@ struct Writer(Operation);
 
 impl SerializeRequest for Writer {
     fn serialize_input(&self, input: Input, _: &mut ConfigBag) -> Result<HttpRequest, BoxError> {
-        const MISPLACED: &str = "SqsJson's serializer was given another operation's input";
         let (target, body) = match self.0 {
-            Operation::SendMessage => (
-                "AmazonSQS.SendMessage",
-                single_body(
-                    &input
-                        .downcast::<SendMessageInput>()
-                        .map_err(|_| MISPLACED)?,
-                ),
-            ),
-            Operation::SendMessageBatch => (
-                "AmazonSQS.SendMessageBatch",
-                batch_body(
-                    &input
-                        .downcast::<SendMessageBatchInput>()
-                        .map_err(|_| MISPLACED)?,
-                ),
-            ),
+            Operation::SendMessage => ("AmazonSQS.SendMessage", single_body(&downcast(input)?)),
+            Operation::SendMessageBatch => {
+                ("AmazonSQS.SendMessageBatch", batch_body(&downcast(input)?))
+            }
         };
         let request = http::Request::builder()
             .method("POST")
@@ -136,6 +123,13 @@ impl SerializeRequest for Writer {
             .body(SdkBody::from(body))?;
         Ok(HttpRequest::try_from(request)?)
     }
+}
+
+/// The input as its operation's own type.
+fn downcast<T: std::fmt::Debug + Send + Sync + 'static>(input: Input) -> Result<T, BoxError> {
+    input
+        .downcast::<T>()
+        .map_err(|_| "SqsJson's serializer was given another operation's input".into())
 }
 
 /// Room for the escapes a JSON body needs, so the buffer rarely grows.
