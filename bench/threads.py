@@ -68,8 +68,10 @@ def one_round(seconds, connections, extra):
             stdout=subprocess.PIPE, text=True)
         # The load generator signs its bodies before the clock starts; wait until the
         # fake is receiving, then a little more for the load to settle.
-        start = stored()
+        start, deadline = stored(), time.monotonic() + 30
         while stored() - start < 1000:
+            if time.monotonic() > deadline or load.poll() is not None:
+                raise RuntimeError("the fake stored no events: is the bridge answering 2xx?")
             time.sleep(0.05)
         time.sleep(0.5)
         pids = {"bridge": bridge.pid, "fake": fake.pid, "loadgen": load.pid}
