@@ -10,7 +10,8 @@
 //! - [`queue`]: the `EventQueue` seam and its SQS implementation.
 //! - [`batch`]: group commit of concurrent forwards into `SendMessageBatch`.
 //! - [`routes`]: the HTTP handlers; [`startup`]: the server; [`tls`]: native HTTPS.
-//! - [`telemetry`]: logging and Prometheus metrics.
+//! - [`telemetry`]: logging and Prometheus metrics; [`json`]: JSON string escaping for
+//!   the log lines and the SQS request bodies.
 //! - [`cli`]: the command line; [`toolbox`]: `send-test-event` and `check-config`.
 
 pub mod access;
@@ -20,6 +21,7 @@ pub mod cli;
 pub mod config;
 pub mod dedup;
 pub mod event;
+pub mod json;
 pub mod queue;
 pub mod routes;
 pub mod sqs_json;

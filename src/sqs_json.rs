@@ -138,10 +138,10 @@ fn capacity_for(body: &str) -> usize {
 }
 
 /// `SendMessage`'s body, members in the order the SDK writes them.
-fn single_body(input: &SendMessageInput) -> Vec<u8> {
+fn single_body(input: &SendMessageInput) -> String {
     let body = input.message_body.as_deref().unwrap_or_default();
-    let mut out = Vec::with_capacity(capacity_for(body));
-    out.extend_from_slice(b"{\"QueueUrl\":");
+    let mut out = String::with_capacity(capacity_for(body));
+    out.push_str("{\"QueueUrl\":");
     string(&mut out, input.queue_url.as_deref().unwrap_or_default());
     write_message(
         &mut out,
@@ -150,34 +150,34 @@ fn single_body(input: &SendMessageInput) -> Vec<u8> {
         input.message_deduplication_id.as_deref(),
         input.message_group_id.as_deref(),
     );
-    out.push(b'}');
+    out.push('}');
     out
 }
 
 /// `SendMessageBatch`'s body, members in the order the SDK writes them.
-fn batch_body(input: &SendMessageBatchInput) -> Vec<u8> {
+fn batch_body(input: &SendMessageBatchInput) -> String {
     let entries = input.entries.as_deref().unwrap_or_default();
     let guess: usize = entries.iter().map(|e| capacity_for(&e.message_body)).sum();
-    let mut out = Vec::with_capacity(64 + guess);
-    out.push(b'{');
+    let mut out = String::with_capacity(64 + guess);
+    out.push('{');
     if let Some(url) = &input.queue_url {
-        out.extend_from_slice(b"\"QueueUrl\":");
+        out.push_str("\"QueueUrl\":");
         string(&mut out, url);
-        out.push(b',');
+        out.push(',');
     }
-    out.extend_from_slice(b"\"Entries\":[");
+    out.push_str("\"Entries\":[");
     for (i, entry) in entries.iter().enumerate() {
         if i > 0 {
-            out.push(b',');
+            out.push(',');
         }
         write_entry(&mut out, entry);
     }
-    out.extend_from_slice(b"]}");
+    out.push_str("]}");
     out
 }
 
-fn write_entry(out: &mut Vec<u8>, entry: &SendMessageBatchRequestEntry) {
-    out.extend_from_slice(b"{\"Id\":");
+fn write_entry(out: &mut String, entry: &SendMessageBatchRequestEntry) {
+    out.push_str("{\"Id\":");
     string(out, &entry.id);
     write_message(
         out,
@@ -186,82 +186,53 @@ fn write_entry(out: &mut Vec<u8>, entry: &SendMessageBatchRequestEntry) {
         entry.message_deduplication_id.as_deref(),
         entry.message_group_id.as_deref(),
     );
-    out.push(b'}');
+    out.push('}');
 }
 
 /// The members a message has both in `SendMessage` and in a batch entry, in the SDK's
 /// order, each after a comma (the caller wrote the member before them).
 fn write_message(
-    out: &mut Vec<u8>,
+    out: &mut String,
     body: &str,
     attributes: Option<&HashMap<String, MessageAttributeValue>>,
     deduplication_id: Option<&str>,
     group_id: Option<&str>,
 ) {
-    out.extend_from_slice(b",\"MessageBody\":");
+    out.push_str(",\"MessageBody\":");
     string(out, body);
     if let Some(attributes) = attributes {
-        out.extend_from_slice(b",\"MessageAttributes\":{");
+        out.push_str(",\"MessageAttributes\":{");
         for (i, (name, value)) in attributes.iter().enumerate() {
             if i > 0 {
-                out.push(b',');
+                out.push(',');
             }
             string(out, name);
-            out.extend_from_slice(b":{");
+            out.push_str(":{");
             if let Some(text) = &value.string_value {
-                out.extend_from_slice(b"\"StringValue\":");
+                out.push_str("\"StringValue\":");
                 string(out, text);
-                out.push(b',');
+                out.push(',');
             }
-            out.extend_from_slice(b"\"DataType\":");
+            out.push_str("\"DataType\":");
             string(out, &value.data_type);
-            out.push(b'}');
+            out.push('}');
         }
-        out.push(b'}');
+        out.push('}');
     }
     if let Some(id) = deduplication_id {
-        out.extend_from_slice(b",\"MessageDeduplicationId\":");
+        out.push_str(",\"MessageDeduplicationId\":");
         string(out, id);
     }
     if let Some(id) = group_id {
-        out.extend_from_slice(b",\"MessageGroupId\":");
+        out.push_str(",\"MessageGroupId\":");
         string(out, id);
     }
 }
 
-/// A JSON string, escaped as the SDK escapes it: `"`, `\` and the control characters
-/// (`\b \f \n \r \t`, the rest as `\u00xx`); everything else, UTF-8 included, as is.
-fn string(out: &mut Vec<u8>, value: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let bytes = value.as_bytes();
-    out.push(b'"');
-    let mut run = 0;
-    for (i, &byte) in bytes.iter().enumerate() {
-        if byte >= 0x20 && byte != b'"' && byte != b'\\' {
-            continue;
-        }
-        out.extend_from_slice(&bytes[run..i]);
-        run = i + 1;
-        match byte {
-            b'"' => out.extend_from_slice(b"\\\""),
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            0x08 => out.extend_from_slice(b"\\b"),
-            0x0c => out.extend_from_slice(b"\\f"),
-            b'\n' => out.extend_from_slice(b"\\n"),
-            b'\r' => out.extend_from_slice(b"\\r"),
-            b'\t' => out.extend_from_slice(b"\\t"),
-            _ => out.extend_from_slice(&[
-                b'\\',
-                b'u',
-                b'0',
-                b'0',
-                HEX[usize::from(byte >> 4)],
-                HEX[usize::from(byte & 0xf)],
-            ]),
-        }
-    }
-    out.extend_from_slice(&bytes[run..]);
-    out.push(b'"');
+/// A JSON string, escaped as the SDK escapes it.
+fn string(out: &mut String, value: &str) {
+    // Writing into a `String` cannot fail.
+    let _ = crate::json::write_string(out, value);
 }
 
 #[cfg(test)]
