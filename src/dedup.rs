@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use crate::event::{DeduplicationId, MessageGroupId, ParsedEvent, body_digest, sha256};
 
 /// SQS's deduplication interval.
-pub const SQS_DEDUP_WINDOW: Duration = Duration::from_secs(300);
+pub const SQS_DEDUP_WINDOW: Duration = Duration::from_mins(5);
 
 /// How ids are chosen for events that do not carry their own `MessageDeDuplicationId`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -232,13 +232,13 @@ mod tests {
 
     #[test]
     fn a_retry_within_the_window_gets_the_first_id_and_after_it_a_new_one() {
-        let d = Deduplicator::with_window(DedupMode::Timestamp, Duration::from_secs(300));
+        let d = Deduplicator::with_window(DedupMode::Timestamp, Duration::from_mins(5));
         let g = group("g");
         let t0 = Instant::now();
         let first = d.timestamp_for(&g, key(1), 1_000, t0);
-        let retry = d.timestamp_for(&g, key(1), 61_000, t0 + Duration::from_secs(60));
+        let retry = d.timestamp_for(&g, key(1), 61_000, t0 + Duration::from_mins(1));
         assert_eq!(first, retry);
-        let late = d.timestamp_for(&g, key(1), 301_000, t0 + Duration::from_secs(300));
+        let late = d.timestamp_for(&g, key(1), 301_000, t0 + Duration::from_mins(5));
         assert_eq!(late, 301_000);
         assert_eq!(d.remembered(), 1, "expired entries are dropped");
     }

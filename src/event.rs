@@ -423,13 +423,14 @@ fn check_sqs_characters(bytes: &[u8]) -> Result<(), EventError> {
             });
         }
         // U+FFFE and U+FFFF are EF BF BE and EF BF BF.
-        if b == 0xEF && bytes.get(i + 1) == Some(&0xBF) {
-            if let Some(&last @ (0xBE | 0xBF)) = bytes.get(i + 2) {
-                return Err(EventError::ForbiddenCharacter {
-                    offset: i,
-                    codepoint: 0xFFC0 | u32::from(last & 0x3F),
-                });
-            }
+        if b == 0xEF
+            && bytes.get(i + 1) == Some(&0xBF)
+            && let Some(&last @ (0xBE | 0xBF)) = bytes.get(i + 2)
+        {
+            return Err(EventError::ForbiddenCharacter {
+                offset: i,
+                codepoint: 0xFFC0 | u32::from(last & 0x3F),
+            });
         }
         i += 1;
     }

@@ -233,7 +233,7 @@ impl State {
     fn store(&self, entry: &Entry<'_>) -> (String, u64) {
         let mut dedup = self.dedup.lock().unwrap();
         if let Some((id, seq, at)) = dedup.get(entry.message_deduplication_id.as_ref())
-            && at.elapsed() < Duration::from_secs(300)
+            && at.elapsed() < Duration::from_mins(5)
         {
             return (id.clone(), *seq);
         }
