@@ -107,6 +107,8 @@ struct Writer(Operation);
 
 impl SerializeRequest for Writer {
     fn serialize_input(&self, input: Input, _: &mut ConfigBag) -> Result<HttpRequest, BoxError> {
+        #[cfg(test)]
+        tests::WRITES.with(|n| n.set(n.get() + 1));
         let (target, body) = match self.0 {
             Operation::SendMessage => ("AmazonSQS.SendMessage", single_body(&downcast(input)?)),
             Operation::SendMessageBatch => {
@@ -375,6 +377,28 @@ mod tests {
 
     fn parsed(body: &[u8]) -> Value {
         serde_json::from_slice(body).unwrap()
+    }
+
+    thread_local! {
+        /// Requests written by [`super::Writer`] on this thread (a test's runtime runs the
+        /// call on its own thread), so a test can tell that the SDK used it.
+        pub(super) static WRITES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    /// The SDK really hands both operations to our writer (an SDK update could route
+    /// around the serializer override, and the bodies alone could not tell).
+    #[tokio::test]
+    async fn the_sdk_uses_our_writer_only_when_installed() {
+        let writes = || WRITES.with(std::cell::Cell::get);
+        let message = || entry("0", "plain", &[]);
+        let before = writes();
+        sent_batch(vec![message()], false).await;
+        sent_single(message(), false).await;
+        assert_eq!(writes(), before, "not installed, not used");
+        sent_batch(vec![message()], true).await;
+        assert_eq!(writes(), before + 1, "SendMessageBatch");
+        sent_single(message(), true).await;
+        assert_eq!(writes(), before + 2, "SendMessage");
     }
 
     #[tokio::test]
