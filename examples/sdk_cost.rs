@@ -20,6 +20,8 @@ use http_body_util::{BodyExt, Full};
 use webhook_sqs_bridge::event::{DeduplicationId, MessageGroupId};
 use webhook_sqs_bridge::queue::{EntryResult, OutgoingMessage, SqsQueue};
 
+/// Calls per kind, unless the second argument says otherwise (e.g. fewer under
+/// `valgrind --tool=callgrind`, where a third argument picks the kinds by label prefix).
 const CALLS: u32 = 2000;
 
 /// This process's CPU time so far, in µs.
@@ -40,6 +42,10 @@ enum Mode {
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let endpoint = std::env::args().nth(1).unwrap();
+    let calls: u32 = std::env::args()
+        .nth(2)
+        .map_or(CALLS, |n| n.parse().unwrap());
+    let only = std::env::args().nth(3).unwrap_or_default();
     let client = fake_sqs::client_for(&endpoint);
     let url = format!("{endpoint}/000000000000/x.fifo");
     let body = "x".repeat(1000) + "\"quoted\"";
@@ -53,10 +59,11 @@ async fn main() {
     ]
     .into_iter()
     .enumerate()
+    .filter(|(_, (label, _))| label.starts_with(only.as_str()))
     {
         let c0 = cpu();
         let t0 = Instant::now();
-        for i in 0..CALLS {
+        for i in 0..calls {
             let dedup = |j: usize| format!("m{m}-{i}-{j}");
             match mode {
                 Mode::SendMessage => {
@@ -107,8 +114,8 @@ async fn main() {
         }
         println!(
             "{label}: {:.0} us cpu/call (this process, fake elsewhere), {:.0} us wall/call",
-            (cpu() - c0) / f64::from(CALLS),
-            t0.elapsed().as_secs_f64() * 1e6 / f64::from(CALLS)
+            (cpu() - c0) / f64::from(calls),
+            t0.elapsed().as_secs_f64() * 1e6 / f64::from(calls)
         );
     }
 }
