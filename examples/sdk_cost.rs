@@ -1,6 +1,7 @@
 //! What one SQS call costs in CPU on this machine, sequentially, against the FAKE SQS
 //! given as the first argument (`cargo run --release --example fake_sqs -- 127.0.0.1:19325`
-//! first): the SDK's `SendMessage`, its `SendMessageBatch` of 10 × 1 KiB, the same batch
+//! first): the SDK's `SendMessage` (plain, and through the bridge's `SqsQueue`), its
+//! `SendMessageBatch` of 10 × 1 KiB, the same batch
 //! through the bridge's own `SqsQueue::send_batch` (the SDK with the bridge's settings and
 //! body writer), and, as a reference only, the same batch as a bare request: signed with
 //! `aws-sigv4` and posted with hyper, without the SDK's orchestration (no retries,
@@ -18,7 +19,7 @@ use aws_sigv4::sign::v4::SigningParams;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use webhook_sqs_bridge::event::{DeduplicationId, MessageGroupId};
-use webhook_sqs_bridge::queue::{EntryResult, OutgoingMessage, SqsQueue};
+use webhook_sqs_bridge::queue::{EntryResult, EventQueue as _, OutgoingMessage, SqsQueue};
 
 /// Calls per kind, unless the second argument says otherwise (e.g. fewer under
 /// `valgrind --tool=callgrind`, where a third argument picks the kinds by label prefix).
@@ -34,6 +35,7 @@ fn cpu() -> f64 {
 #[derive(Clone, Copy)]
 enum Mode {
     SendMessage,
+    BridgeSingle,
     Batch,
     BridgeBatch,
     Bare,
@@ -53,6 +55,7 @@ async fn main() {
     let bare = Bare::new(&endpoint);
     for (m, (label, mode)) in [
         ("send_message", Mode::SendMessage),
+        ("send_message, bridge's SqsQueue", Mode::BridgeSingle),
         ("batch of 10", Mode::Batch),
         ("batch of 10, bridge's SqsQueue", Mode::BridgeBatch),
         ("batch of 10, bare signed request (reference)", Mode::Bare),
@@ -74,6 +77,17 @@ async fn main() {
                         .message_group_id("g")
                         .message_deduplication_id(dedup(0))
                         .send()
+                        .await
+                        .unwrap();
+                }
+                Mode::BridgeSingle => {
+                    bridge
+                        .send(OutgoingMessage {
+                            body: body.clone(),
+                            group_id: MessageGroupId::parse("g").unwrap(),
+                            deduplication_id: DeduplicationId::parse(&dedup(0)).unwrap(),
+                            attributes: Vec::new(),
+                        })
                         .await
                         .unwrap();
                 }
