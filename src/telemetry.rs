@@ -13,6 +13,7 @@ use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::config::LogFormat;
+use crate::json::write_string;
 
 /// Installs the global subscriber; a second call (tests) is a no-op.
 pub fn init(format: LogFormat) {
@@ -62,7 +63,7 @@ where
             now.timestamp_subsec_micros().min(999_999),
             metadata.level(),
         )?;
-        json_string(&mut writer, metadata.target())?;
+        write_string(&mut writer, metadata.target())?;
         let mut fields = JsonFields {
             out: &mut writer,
             result: Ok(()),
@@ -87,7 +88,7 @@ impl JsonFields<'_, '_> {
         self.result = self
             .out
             .write_char(',')
-            .and_then(|()| json_string(self.out, field.name()))
+            .and_then(|()| write_string(self.out, field.name()))
             .and_then(|()| self.out.write_char(':'))
             .and_then(|()| value(self.out));
     }
@@ -95,7 +96,7 @@ impl JsonFields<'_, '_> {
 
 impl Visit for JsonFields<'_, '_> {
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.field(field, |out| json_string(out, value));
+        self.field(field, |out| write_string(out, value));
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
@@ -127,10 +128,6 @@ impl Visit for JsonFields<'_, '_> {
             out.write_char('"')
         });
     }
-}
-
-fn json_string(out: &mut Writer<'_>, value: &str) -> fmt::Result {
-    crate::json::write_string(out, value)
 }
 
 /// Escapes what is written through it for the inside of a JSON string.
