@@ -1,8 +1,10 @@
 //! Choosing each message's `MessageDeduplicationId`.
 //!
-//! SQS drops, silently, a second message with the same deduplication id in a group within
-//! five minutes. So the id must be the same for every attempt of one event (or a retry is
-//! queued twice) and different for different events (or one of them is lost).
+//! SQS drops, silently, a second message with the same deduplication id within five
+//! minutes: anywhere in the queue by default (`DeduplicationScope=queue`), within the group
+//! only in high-throughput mode. So the id must be the same for every attempt of one event
+//! (or a retry is queued twice) and different for different events in the whole queue (or
+//! one of them is lost).
 
 use std::collections::{HashMap, VecDeque};
 use std::str::FromStr;
@@ -17,8 +19,9 @@ pub const SQS_DEDUP_WINDOW: Duration = Duration::from_mins(5);
 /// How ids are chosen for events that do not carry their own `MessageDeDuplicationId`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DedupMode {
-    /// The receipt time in the vendor's format, unique per group and stable for retries
-    /// within this process. Not safe across several replicas.
+    /// The receipt time in the vendor's format, unique in the process (across groups, as
+    /// SQS deduplicates across the queue) and stable for retries within this process. Not
+    /// safe across several replicas.
     Timestamp,
     /// The event's own id (or its body's SHA-256): stable across replicas and restarts.
     EventId,
@@ -62,12 +65,26 @@ pub struct Deduplicator {
 }
 
 /// What `timestamp` mode remembers: the id given to each event identity (so a retry gets
-/// it again) and the last millisecond used in each group (so no two events share one).
-#[derive(Debug, Default)]
+/// it again) and the last millisecond used (so no two events share one).
+///
+/// One sequence for the whole process, not one per group: with SQS's default
+/// deduplication scope two events of different groups with the same id are one event to
+/// SQS, and the second would be dropped while its sender is told `200`.
+#[derive(Debug)]
 struct TimestampState {
     by_identity: HashMap<Identity, i64>,
     expiry: VecDeque<(Instant, Identity)>,
-    last_ms: HashMap<MessageGroupId, i64>,
+    last_ms: i64,
+}
+
+impl Default for TimestampState {
+    fn default() -> Self {
+        Self {
+            by_identity: HashMap::new(),
+            expiry: VecDeque::new(),
+            last_ms: i64::MIN,
+        }
+    }
 }
 
 impl Deduplicator {
@@ -94,11 +111,14 @@ impl Deduplicator {
         body: &[u8],
     ) -> DeduplicationId {
         if let Some(own) = &event.deduplication_id {
+            if self.mode == DedupMode::Timestamp {
+                self.note_own_id(own);
+            }
             return own.clone();
         }
         match self.mode {
             DedupMode::Content => DeduplicationId::from_digest(&body_digest(body)),
-            DedupMode::EventId => match &event.id {
+            DedupMode::EventId => match event.id.as_ref().filter(|id| id.identifies_one_event()) {
                 Some(id) => DeduplicationId::parse(&id.value)
                     .unwrap_or_else(|_| DeduplicationId::from_digest(&sha256(id.value.as_bytes()))),
                 None => DeduplicationId::from_digest(&body_digest(body)),
@@ -106,58 +126,56 @@ impl Deduplicator {
             DedupMode::Timestamp => {
                 let key = identity_key(group, event, body);
                 let now_ms = chrono::Utc::now().timestamp_millis();
-                DeduplicationId::from_unix_millis(self.timestamp_for(
-                    group,
-                    key,
-                    now_ms,
-                    Instant::now(),
-                ))
+                DeduplicationId::from_unix_millis(self.timestamp_for(key, now_ms, Instant::now()))
             }
         }
     }
 
     /// `timestamp` mode's choice, with the clock passed in so tests can drive it.
-    fn timestamp_for(
-        &self,
-        group: &MessageGroupId,
-        key: Identity,
-        now_ms: i64,
-        now: Instant,
-    ) -> i64 {
-        let mut state = self
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        state.expire(now, now_ms);
+    fn timestamp_for(&self, key: Identity, now_ms: i64, now: Instant) -> i64 {
+        let mut state = self.lock();
+        state.expire(now);
         if let Some(&ms) = state.by_identity.get(&key) {
             return ms;
         }
-        // One millisecond after the last id of this group if the clock has not moved on
-        // (or went back): ids in a group are strictly increasing, so never equal.
-        let ms = match state.last_ms.get(group) {
-            Some(&last) if last >= now_ms => last + 1,
-            _ => now_ms,
-        };
-        state.last_ms.insert(group.clone(), ms);
+        // One millisecond after the last id if the clock has not moved on (or went back):
+        // ids are strictly increasing, so never equal.
+        let ms = now_ms.max(state.last_ms.saturating_add(1));
+        state.last_ms = ms;
         state.expiry.push_back((now + self.window, key.clone()));
         state.by_identity.insert(key, ms);
         ms
     }
 
-    /// How many event identities are remembered (for tests and metrics).
-    #[must_use]
-    pub fn remembered(&self) -> usize {
+    /// An event's own id in the vendor's timestamp format moves the sequence past it, so
+    /// an id made here later cannot repeat it. Ids far from the clock are left alone: they
+    /// cannot meet ids made within the next window, and must not push the sequence out
+    /// of the format's range.
+    fn note_own_id(&self, own: &DeduplicationId) {
+        let Some(ms) = own.unix_millis() else { return };
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let window_ms = i64::try_from(self.window.as_millis()).unwrap_or(i64::MAX);
+        if ms.abs_diff(now_ms) <= window_ms.unsigned_abs() {
+            let mut state = self.lock();
+            state.last_ms = state.last_ms.max(ms);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, TimestampState> {
         self.state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .by_identity
-            .len()
+    }
+
+    /// How many event identities are remembered (for tests and metrics).
+    #[must_use]
+    pub fn remembered(&self) -> usize {
+        self.lock().by_identity.len()
     }
 }
 
 impl TimestampState {
-    fn expire(&mut self, now: Instant, now_ms: i64) {
-        let mut expired_any = false;
+    fn expire(&mut self, now: Instant) {
         while let Some((deadline, _)) = self.expiry.front() {
             if *deadline > now {
                 break;
@@ -165,17 +183,12 @@ impl TimestampState {
             if let Some((_, key)) = self.expiry.pop_front() {
                 self.by_identity.remove(&key);
             }
-            expired_any = true;
-        }
-        if expired_any {
-            // A group whose last id is in the past needs no memory: the clock alone keeps
-            // its next id distinct.
-            self.last_ms.retain(|_, last| *last >= now_ms);
         }
     }
 }
 
-/// Who an event is, within its group: its id field when it has one, else its body.
+/// Who an event is, within its group: its id field when it has one that names one event,
+/// else its body.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Identity {
     group: MessageGroupId,
@@ -192,7 +205,7 @@ enum Who {
 fn identity_key(group: &MessageGroupId, event: &ParsedEvent, body: &[u8]) -> Identity {
     Identity {
         group: group.clone(),
-        who: match &event.id {
+        who: match event.id.as_ref().filter(|id| id.identifies_one_event()) {
             Some(id) => Who::Id(id.value.clone()),
             None => Who::Body(body_digest(body)),
         },
@@ -209,8 +222,12 @@ mod tests {
     }
 
     fn key(n: u8) -> Identity {
+        key_in("g", n)
+    }
+
+    fn key_in(g: &str, n: u8) -> Identity {
         Identity {
-            group: group("g"),
+            group: group(g),
             who: Who::Body([n; 32]),
         }
     }
@@ -218,27 +235,59 @@ mod tests {
     #[test]
     fn same_millisecond_events_get_distinct_increasing_ids() {
         let d = Deduplicator::new(DedupMode::Timestamp);
-        let g = group("g");
         let t = Instant::now();
         let ids: Vec<i64> = (0..100)
-            .map(|n| d.timestamp_for(&g, key(n), 1_000, t))
+            .map(|n| d.timestamp_for(key(n), 1_000, t))
             .collect();
         assert_eq!(ids, (1_000..1_100).collect::<Vec<_>>());
         // The clock going backwards does not produce a repeat either.
-        assert_eq!(d.timestamp_for(&g, key(200), 500, t), 1_100);
-        // Another group has its own sequence.
-        assert_eq!(d.timestamp_for(&group("h"), key(0), 1_000, t), 1_000);
+        assert_eq!(d.timestamp_for(key(200), 500, t), 1_100);
+    }
+
+    #[test]
+    fn events_of_different_groups_never_share_an_id() {
+        // SQS's default deduplication scope is the queue: the same id in two groups is
+        // one event to it, and the second would be dropped.
+        let d = Deduplicator::new(DedupMode::Timestamp);
+        let t = Instant::now();
+        let first = d.timestamp_for(key_in("EventSetup_1", 1), 1_000, t);
+        let other_group = d.timestamp_for(key_in("EventSetup_2", 1), 1_000, t);
+        let same_group = d.timestamp_for(key_in("EventSetup_1", 2), 1_000, t);
+        assert_eq!((first, other_group, same_group), (1_000, 1_001, 1_002));
+        // Retries still get their own first id back, in each group.
+        assert_eq!(
+            d.timestamp_for(key_in("EventSetup_2", 1), 1_000, t),
+            other_group
+        );
+    }
+
+    #[test]
+    fn an_events_own_timestamp_id_is_never_reissued() {
+        let d = Deduplicator::new(DedupMode::Timestamp);
+        let g = group("g");
+        let now = chrono::Utc::now().timestamp_millis();
+        let own = DeduplicationId::from_unix_millis(now + 10_000);
+        let body = format!(r#"{{"MessageDeDuplicationId":"{}"}}"#, own.as_str());
+        let event = parse(body.as_bytes()).unwrap();
+        assert_eq!(d.assign(&g, &event, body.as_bytes()), own);
+        // An event without its own id, in the same millisecond or any before it, gets a
+        // later one.
+        let next = d.timestamp_for(key(1), now, Instant::now());
+        assert_eq!(next, now + 10_001);
+        // A far-off own id does not drag the sequence along.
+        let far = br#"{"MessageDeDuplicationId":"9999-12-31T23:59:59.999"}"#;
+        d.assign(&g, &parse(far).unwrap(), far);
+        assert_eq!(d.timestamp_for(key(2), now, Instant::now()), now + 10_002);
     }
 
     #[test]
     fn a_retry_within_the_window_gets_the_first_id_and_after_it_a_new_one() {
         let d = Deduplicator::with_window(DedupMode::Timestamp, Duration::from_mins(5));
-        let g = group("g");
         let t0 = Instant::now();
-        let first = d.timestamp_for(&g, key(1), 1_000, t0);
-        let retry = d.timestamp_for(&g, key(1), 61_000, t0 + Duration::from_mins(1));
+        let first = d.timestamp_for(key(1), 1_000, t0);
+        let retry = d.timestamp_for(key(1), 61_000, t0 + Duration::from_mins(1));
         assert_eq!(first, retry);
-        let late = d.timestamp_for(&g, key(1), 301_000, t0 + Duration::from_mins(5));
+        let late = d.timestamp_for(key(1), 301_000, t0 + Duration::from_mins(5));
         assert_eq!(late, 301_000);
         assert_eq!(d.remembered(), 1, "expired entries are dropped");
     }
@@ -254,6 +303,23 @@ mod tests {
         assert_ne!(key_of(a), key_of(c));
         assert_ne!(key_of(c), key_of(br#"{"x":2}"#));
         assert_ne!(key_of(a), identity_key(&group("h"), &parse(a).unwrap(), a));
+    }
+
+    #[test]
+    fn a_shared_correlation_id_does_not_make_two_events_one() {
+        let g = group("g");
+        let started = br#"{"EventName":"placement_started","CorrelationId":"c-1","Resource":"{}"}"#;
+        let updated = br#"{"EventName":"placement_updated","CorrelationId":"c-1","Resource":"{}"}"#;
+        let key_of = |body: &[u8]| identity_key(&g, &parse(body).unwrap(), body);
+        assert_ne!(key_of(started), key_of(updated));
+        assert_eq!(key_of(started), key_of(started), "a retry repeats the body");
+        let by_id = Deduplicator::new(DedupMode::EventId);
+        let assign = |body: &[u8]| by_id.assign(&g, &parse(body).unwrap(), body);
+        assert_ne!(assign(started), assign(updated));
+        assert_eq!(assign(started).as_str(), hex::encode(body_digest(started)));
+        // A back-office `DeduplicationId` does name one event.
+        let own = br#"{"EventName":"x","DeduplicationId":"d-1","CorrelationId":"c-1"}"#;
+        assert_eq!(assign(own).as_str(), "d-1");
     }
 
     #[test]

@@ -81,6 +81,17 @@ impl DeduplicationId {
         Ok(Self(s.to_owned()))
     }
 
+    /// The Unix time in milliseconds of an id in the vendor's format, if it is one.
+    #[must_use]
+    pub fn unix_millis(&self) -> Option<i64> {
+        if self.0.len() != "2025-02-12T14:30:45.123".len() {
+            return None;
+        }
+        chrono::NaiveDateTime::parse_from_str(&self.0, "%Y-%m-%dT%H:%M:%S%.3f")
+            .ok()
+            .map(|t| t.and_utc().timestamp_millis())
+    }
+
     /// The vendor's format, `YYYY-MM-DDTHH:MM:SS.mmm` in UTC, for a Unix time in milliseconds.
     #[must_use]
     pub fn from_unix_millis(ms: i64) -> Self {
@@ -180,6 +191,18 @@ pub enum EventShape {
 pub struct EventId {
     pub field: &'static str,
     pub value: String,
+}
+
+impl EventId {
+    /// Whether the id names one event, and so can stand for its identity in
+    /// deduplication. A `CorrelationId` does not: it may be shared by the events of one
+    /// operation (a placement started and then updated), and two events given one
+    /// deduplication id are one to SQS, which would drop the second. Such events are
+    /// identified by their body, which a retry repeats byte for byte.
+    #[must_use]
+    pub fn identifies_one_event(&self) -> bool {
+        self.field != "CorrelationId"
+    }
 }
 
 /// What the bridge reads from a valid event. The body itself stays untouched.
@@ -712,6 +735,19 @@ mod tests {
         // 2025-02-12T14:30:45.123Z
         let id = DeduplicationId::from_unix_millis(1_739_370_645_123);
         assert_eq!(id.as_str(), "2025-02-12T14:30:45.123");
+        assert_eq!(id.unix_millis(), Some(1_739_370_645_123));
+        for other in [
+            "2025-02-12T14:30:45",
+            "m-1",
+            "2025-02-12T14:30:45.1234",
+            "2025-02-30T14:30:45.123",
+        ] {
+            assert_eq!(
+                DeduplicationId::parse(other).unwrap().unix_millis(),
+                None,
+                "{other}"
+            );
+        }
         assert_eq!(
             DeduplicationId::from_unix_millis(1_739_370_645_000).as_str(),
             "2025-02-12T14:30:45.000"

@@ -119,6 +119,35 @@ async fn two_hundred_concurrent_distinct_events_in_one_group_all_arrive() {
     assert_eq!(received, bodies.iter().map(String::as_str).collect());
 }
 
+/// SQS deduplicates across the whole queue by default, not per group: `timestamp` ids must
+/// differ between groups too, or events of one group silently drop those of another.
+#[tokio::test]
+async fn concurrent_events_in_several_groups_all_arrive() {
+    let app = spawn_app(&[]).await;
+    let bodies: Vec<String> = (0..200)
+        .map(|i| {
+            let event = workn_event(&format!("groups-{i}"));
+            let group = format!(r#""MessageGroupId":"EventSetup_{}","#, i % 4);
+            event.replacen('{', &format!("{{{group}"), 1)
+        })
+        .collect();
+
+    let responses = join_all(bodies.iter().map(|b| app.post_signed(b))).await;
+
+    for response in responses {
+        assert_eq!(response.status(), 200);
+    }
+    let messages = app.drain(200).await;
+    let received: HashSet<&str> = messages.iter().filter_map(|m| m.body()).collect();
+    assert_eq!(messages.len(), 200);
+    assert_eq!(received, bodies.iter().map(String::as_str).collect());
+    let groups: HashSet<String> = messages
+        .iter()
+        .map(|m| system_attribute(m, &Sys::MessageGroupId))
+        .collect();
+    assert_eq!(groups.len(), 4);
+}
+
 #[tokio::test]
 async fn the_vendors_four_attempts_of_one_event_are_queued_once() {
     for batch in ["true", "false"] {
