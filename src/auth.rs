@@ -161,7 +161,8 @@ impl fmt::Debug for Authenticator {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pending {
     Done(AuthMethod),
-    /// The API key (if one was sent) matched; the signature still needs the body.
+    /// The API key (if one was sent) matched, and the signature is shaped like an HMAC
+    /// tag; whether it is one of the body needs the body.
     Signature,
 }
 
@@ -200,7 +201,9 @@ impl Authenticator {
     }
 
     /// The checks that need no body: called before the body is read, so a request without
-    /// valid headers costs no body buffering.
+    /// valid headers costs no body buffering. That includes the raw shared secret, and a
+    /// signature that is not shaped like an HMAC tag: only a value that may be one leaves
+    /// the decision to the body.
     ///
     /// Each header of a configured kind must be valid, and at least one must be there.
     /// A header of a kind that is not configured is ignored.
@@ -233,7 +236,9 @@ impl Authenticator {
         }
         match signature {
             None => Ok(Pending::Done(AuthMethod::ApiKey)),
-            Some(_) => Ok(Pending::Signature),
+            Some(value) if self.is_raw_secret(value) => Ok(Pending::Done(AuthMethod::SharedSecret)),
+            Some(value) if decode_signature(value).is_some() => Ok(Pending::Signature),
+            Some(_) => Err(AuthError::WrongSignature),
         }
     }
 
@@ -251,18 +256,17 @@ impl Authenticator {
         }
     }
 
-    fn verify_signature(&self, value: &[u8], body: &[u8]) -> Result<AuthMethod, AuthError> {
-        // The shared secret itself, as the vendor documents.
+    /// The shared secret itself, as the vendor documents the header (constant-time).
+    fn is_raw_secret(&self, value: &[u8]) -> bool {
         let digest = sha256(value);
         let raw = self.secrets.iter().fold(subtle::Choice::from(0), |acc, s| {
             acc | s.digest.ct_eq(&digest)
         });
-        if bool::from(raw) {
-            return Ok(AuthMethod::SharedSecret);
-        }
-        // An HMAC-SHA256 of the body: hex (any case) or base64, optionally `sha256=`-prefixed.
-        let encoded = strip_prefix_ignore_case(value, b"sha256=").unwrap_or(value);
-        let Some(tag) = decode_tag(encoded) else {
+        bool::from(raw)
+    }
+
+    fn verify_signature(&self, value: &[u8], body: &[u8]) -> Result<AuthMethod, AuthError> {
+        let Some(tag) = decode_signature(value) else {
             return Err(AuthError::WrongSignature);
         };
         for secret in &self.secrets {
@@ -286,6 +290,12 @@ impl Authenticator {
 fn strip_prefix_ignore_case<'a>(value: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
     (value.len() >= prefix.len() && value[..prefix.len()].eq_ignore_ascii_case(prefix))
         .then(|| &value[prefix.len()..])
+}
+
+/// The tag of an HMAC-SHA256 signature: hex (any case) or base64, optionally
+/// `sha256=`-prefixed.
+fn decode_signature(value: &[u8]) -> Option<[u8; 32]> {
+    decode_tag(strip_prefix_ignore_case(value, b"sha256=").unwrap_or(value))
 }
 
 /// A 32-byte tag from 64 hex digits or from base64.
@@ -431,9 +441,50 @@ mod tests {
         let map = headers(&[(SIGNATURE_HEADER, &sign(b"new-secret", BODY))]);
         let p = Presented::from_headers(&map);
         let pending = a.check_headers(&p).unwrap();
+        assert_eq!(pending, Pending::Signature);
         assert_eq!(
             a.check_body(&p, pending, b"{}"),
             Err(AuthError::WrongSignature)
+        );
+    }
+
+    #[test]
+    fn only_a_signature_shaped_like_a_tag_waits_for_the_body() {
+        // The raw secret and anything that can't be an HMAC tag are settled from the
+        // headers, before the bridge spends a forwarding slot on reading a body.
+        let a = auth();
+        let settled = |value: &str| {
+            let map = headers(&[(SIGNATURE_HEADER, value)]);
+            a.check_headers(&Presented::from_headers(&map))
+        };
+        assert_eq!(
+            settled("new-secret"),
+            Ok(Pending::Done(AuthMethod::SharedSecret))
+        );
+        for malformed in [
+            "x",
+            "old-secre",
+            "sha256=zz",
+            &"0".repeat(63),
+            &"A".repeat(40),
+        ] {
+            assert_eq!(
+                settled(malformed),
+                Err(AuthError::WrongSignature),
+                "{malformed}"
+            );
+        }
+        let hmac_like = sign(b"unknown", b"other body");
+        assert_eq!(settled(&hmac_like), Ok(Pending::Signature));
+        assert_eq!(
+            settled(&format!("sha256={hmac_like}")),
+            Ok(Pending::Signature)
+        );
+        // The API key is still checked when both are sent.
+        let map = headers(&[(API_KEY_HEADER, "nope"), (SIGNATURE_HEADER, "new-secret")]);
+        assert_eq!(
+            a.check_headers(&Presented::from_headers(&map)),
+            Err(AuthError::WrongApiKey)
         );
     }
 

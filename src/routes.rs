@@ -470,7 +470,10 @@ async fn read_body(
         return Err(WebhookError::TooLarge(limit));
     }
     let read = async {
-        let mut body = BytesMut::with_capacity(declared.unwrap_or(8 * 1024).min(limit));
+        // Not more than 64 KiB up front, whatever is declared: a sender that declares
+        // 1 MiB and sends nothing holds no more than that.
+        let mut body =
+            BytesMut::with_capacity(declared.unwrap_or(8 * 1024).min(limit).min(64 * 1024));
         while let Some(chunk) = payload.next().await {
             let chunk = chunk.map_err(|e| WebhookError::BodyRead(e.to_string()))?;
             if body.len() + chunk.len() > limit {

@@ -164,3 +164,31 @@ async fn unauthenticated_mode_lets_requests_through_and_says_so_on_readyz() {
     );
     assert_eq!(app.queued_bodies(1).await, vec![body]);
 }
+
+/// A signature that is neither a configured secret nor shaped like an HMAC tag is refused
+/// from the headers: the bridge does not wait for (or hold a forwarding slot for) a body
+/// that could not change the answer.
+#[tokio::test]
+async fn a_signature_that_cannot_be_valid_is_refused_before_the_body_arrives() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let app = spawn_app(&[("BRIDGE_BODY_READ_TIMEOUT_MS", "20000")]).await;
+    let mut client = tokio::net::TcpStream::connect(("127.0.0.1", app.port))
+        .await
+        .unwrap();
+    client
+        .write_all(
+            b"POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+              X-Payload-Signature: not-the-secret\r\nContent-Length: 1000\r\n\r\n{\"msg_id\":",
+        )
+        .await
+        .unwrap();
+    let mut head = [0u8; 12];
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        client.read_exact(&mut head),
+    )
+    .await;
+    assert!(read.is_ok(), "no answer before the body was complete");
+    assert_eq!(&head, b"HTTP/1.1 401");
+}
