@@ -237,9 +237,11 @@ async fn send(queue: &SqsQueue, batch: Vec<Pending>, resubmit: &mpsc::UnboundedS
                         let _ = pending.reply.send(Ok(receipt));
                     }
                     EntryResult::Failed(error) => {
+                        crate::queue::count_error("SendMessageBatch", &error);
                         let _ = pending.reply.send(Err(error));
                     }
                     EntryResult::Retry { code } => {
+                        metrics::counter!(metric::SQS_ENTRY_RETRIES).increment(1);
                         tracing::debug!(
                             code,
                             "SQS failed one batch entry on its side; retrying it"

@@ -234,15 +234,19 @@ impl EventQueue for SqsQueue {
         for (name, value) in message.attributes {
             request = request.message_attributes(name, string_attribute(value));
         }
+        let started = std::time::Instant::now();
         let sent = tokio::time::timeout(self.forward_timeout, request.send())
             .await
-            .map_err(|_| SendError::Timeout(self.forward_timeout.as_millis()))?
-            .map_err(|e| {
-                classify(
-                    &e,
-                    aws_sdk_sqs::operation::send_message::SendMessageError::is_queue_does_not_exist,
-                )
-            })?;
+            .map_err(|_| SendError::Timeout(self.forward_timeout.as_millis()))
+            .and_then(|r| {
+                r.map_err(|e| {
+                    classify(
+                        &e,
+                        aws_sdk_sqs::operation::send_message::SendMessageError::is_queue_does_not_exist,
+                    )
+                })
+            });
+        let sent = observe("SendMessage", started, sent)?;
         Ok(Receipt {
             message_id: sent.message_id.unwrap_or_default(),
             sequence_number: sent.sequence_number,
@@ -310,14 +314,19 @@ fn observe<T>(
     metrics::histogram!(metric::SQS_CALL_DURATION, "action" => action)
         .record(started.elapsed().as_secs_f64());
     if let Err(error) = &result {
-        let code = match error {
-            SendError::Invalid { code, .. } | SendError::Failed { code, .. } => code.clone(),
-            SendError::QueueMissing => "queue_missing".to_owned(),
-            SendError::Timeout(_) => "timeout".to_owned(),
-        };
-        metrics::counter!(metric::SQS_ERRORS, "action" => action, "code" => code).increment(1);
+        count_error(action, error);
     }
     result
+}
+
+/// Counts one failed call, or one failed entry of a batch call, by SQS's error code.
+pub(crate) fn count_error(action: &'static str, error: &SendError) {
+    let code = match error {
+        SendError::Invalid { code, .. } | SendError::Failed { code, .. } => code.clone(),
+        SendError::QueueMissing => "queue_missing".to_owned(),
+        SendError::Timeout(_) => "timeout".to_owned(),
+    };
+    metrics::counter!(metric::SQS_ERRORS, "action" => action, "code" => code).increment(1);
 }
 
 fn string_attribute(value: String) -> MessageAttributeValue {

@@ -309,3 +309,67 @@ async fn under_every_fault_mix_acknowledged_events_are_stored_exactly_once() {
         }
     }
 }
+
+/// What the dashboard's SQS panels read: call latency and errors by action (with batching
+/// and without), and per-entry retries. Counted as differences, as the metrics recorder is
+/// shared by every app in a process.
+#[tokio::test]
+async fn sqs_errors_and_entry_retries_are_counted_on_both_paths() {
+    const SINGLE_CALLS: &str = r#"bridge_sqs_call_duration_seconds_count{action="SendMessage"}"#;
+    const DENIED: &str = r#"bridge_sqs_errors_total{action="SendMessage",code="AccessDenied"}"#;
+    const BATCH_CALLS: &str =
+        r#"bridge_sqs_call_duration_seconds_count{action="SendMessageBatch"}"#;
+    const ENTRY_RETRIES: &str = "bridge_sqs_entry_retries_total";
+
+    let (fake, app) = app_on_fake(&[("BRIDGE_BATCH", "false")]).await;
+    let before = Counts::read(&app, &[SINGLE_CALLS, DENIED]).await;
+    fake.script([Fault::AccessDenied]);
+    assert_eq!(
+        app.post_signed(&workn_event("single-1")).await.status(),
+        503
+    );
+    assert_eq!(
+        app.post_signed(&workn_event("single-2")).await.status(),
+        200
+    );
+    let after = Counts::read(&app, &[SINGLE_CALLS, DENIED]).await;
+    assert_eq!(
+        after.minus(&before),
+        vec![2, 1],
+        "SendMessage calls, AccessDenied"
+    );
+
+    let (fake, app) = app_on_fake(&[("BRIDGE_BATCH", "true")]).await;
+    let before = Counts::read(&app, &[BATCH_CALLS, ENTRY_RETRIES]).await;
+    fake.script([Fault::EntryInternal]);
+    assert_eq!(
+        app.post_signed(&workn_event("batched-1")).await.status(),
+        200
+    );
+    assert_eq!(fake.stored().len(), 1);
+    let after = Counts::read(&app, &[BATCH_CALLS, ENTRY_RETRIES]).await;
+    assert_eq!(
+        after.minus(&before),
+        vec![2, 1],
+        "batch calls, entry retries"
+    );
+}
+
+/// Some counters' values from `/metrics` (absent counts as 0).
+struct Counts(Vec<u64>);
+
+impl Counts {
+    async fn read(app: &TestApp, series: &[&str]) -> Self {
+        let text = app.get("/metrics").await.text().await.unwrap();
+        Self(
+            series
+                .iter()
+                .map(|s| crate::observability::sample(&text, s).parse().unwrap_or(0))
+                .collect(),
+        )
+    }
+
+    fn minus(&self, before: &Self) -> Vec<u64> {
+        self.0.iter().zip(&before.0).map(|(a, b)| a - b).collect()
+    }
+}

@@ -3,7 +3,7 @@
 use crate::helpers::{API_KEY, spawn_app, workn_event};
 
 /// A series' value as rendered (counters are whole numbers), or "absent".
-fn sample<'a>(metrics: &'a str, series: &str) -> &'a str {
+pub(crate) fn sample<'a>(metrics: &'a str, series: &str) -> &'a str {
     metrics
         .lines()
         .find(|l| l.starts_with(&format!("{series} ")))

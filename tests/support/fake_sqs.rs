@@ -43,6 +43,7 @@ pub enum Fault {
     /// `400 QueueDoesNotExist`: permanent, nothing stored.
     QueueMissing,
     /// In a batch: this entry fails with `SenderFault: false` (retryable), not stored.
+    /// Scripted for a call, every entry of that batch call fails so.
     EntryInternal,
 }
 
@@ -378,9 +379,10 @@ fn handle(state: &State, action: &str, body: &[u8], fault: Fault) -> Answer {
                 for entry in &batch.entries {
                     let entry_id = Value::from(entry.id.as_ref()).to_string();
                     // In a batch, the random plan also draws per entry.
-                    if fault != Fault::StoreThen500
-                        && fault != Fault::StoreThenDrop
-                        && state.next_entry_fault() == Fault::EntryInternal
+                    if fault == Fault::EntryInternal
+                        || (fault != Fault::StoreThen500
+                            && fault != Fault::StoreThenDrop
+                            && state.next_entry_fault() == Fault::EntryInternal)
                     {
                         failed.push(format!(r#"{{"Id":{entry_id},"SenderFault":false,"Code":"InternalError","Message":"fake SQS: entry failed"}}"#));
                         continue;
