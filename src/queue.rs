@@ -3,6 +3,8 @@
 //! Routes see only [`EventQueue`], so tests can put a fault-injecting fake behind the same
 //! seam, and other sends (batching) can be added without touching the HTTP layer.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -64,8 +66,16 @@ impl SendError {
 /// The state `/readyz` reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Readiness {
-    Ready { content_based_deduplication: bool },
-    NotReady(String),
+    Ready {
+        content_based_deduplication: bool,
+    },
+    /// `reason` is shown on `/readyz`, to anyone who can reach it; `detail` (the queue URL,
+    /// with the account id, and SQS's message, which may name the role) goes to the log
+    /// and to `check-config` only.
+    NotReady {
+        reason: String,
+        detail: String,
+    },
 }
 
 /// Where authenticated, validated events go.
@@ -84,6 +94,8 @@ pub struct SqsQueue {
     client: aws_sdk_sqs::Client,
     queue_url: String,
     forward_timeout: Duration,
+    /// The last readiness seen (0 none yet, 1 ready, 2 not), so only changes are logged.
+    last_ready: Arc<AtomicU8>,
 }
 
 impl SqsQueue {
@@ -135,6 +147,7 @@ impl SqsQueue {
             client: aws_sdk_sqs::Client::from_conf(config),
             queue_url,
             forward_timeout,
+            last_ready: Arc::default(),
         }
     }
 }
@@ -171,6 +184,7 @@ impl SqsQueue {
             client: aws_sdk_sqs::Client::from_conf(config),
             queue_url: self.queue_url.clone(),
             forward_timeout: self.forward_timeout,
+            last_ready: Arc::clone(&self.last_ready),
         }
     }
 }
@@ -253,13 +267,24 @@ impl EventQueue for SqsQueue {
         })
     }
 
+    /// Also logs each change: the first answer, and every flip between ready and not.
     async fn readiness(&self) -> Readiness {
         let readiness = self.check_queue().await;
-        metrics::gauge!(metric::READY).set(if matches!(readiness, Readiness::Ready { .. }) {
-            1.0
-        } else {
-            0.0
-        });
+        let ready = matches!(readiness, Readiness::Ready { .. });
+        metrics::gauge!(metric::READY).set(if ready { 1.0 } else { 0.0 });
+        let state = if ready { 1 } else { 2 };
+        if self.last_ready.swap(state, Ordering::Relaxed) != state {
+            match &readiness {
+                Readiness::Ready {
+                    content_based_deduplication,
+                } => tracing::info!(content_based_deduplication, "queue is ready"),
+                Readiness::NotReady { reason, detail } => tracing::warn!(
+                    reason,
+                    detail,
+                    "queue is not ready: webhooks get 503 until it is"
+                ),
+            }
+        }
         readiness
     }
 }
@@ -277,13 +302,30 @@ impl SqsQueue {
         let answer = tokio::time::timeout(self.forward_timeout, call).await;
         metrics::histogram!(metric::SQS_CALL_DURATION, "action" => "GetQueueAttributes")
             .record(started.elapsed().as_secs_f64());
+        // `/readyz` is reachable by anyone who can reach the webhook: its reason names the
+        // problem, while the queue URL (the account id) and SQS's message (which may name
+        // the role) go to the log and `check-config` only.
+        let not_ready = |reason: String, detail: String| Readiness::NotReady {
+            reason,
+            detail: format!("queue {}: {detail}", self.queue_url),
+        };
         let answer = match answer {
-            Err(_) => return Readiness::NotReady("SQS did not answer GetQueueAttributes".into()),
+            Err(_) => {
+                let reason = "SQS did not answer GetQueueAttributes".to_owned();
+                return not_ready(reason.clone(), reason);
+            }
             Ok(Err(e)) => {
-                return Readiness::NotReady(match classify(&e, aws_sdk_sqs::operation::get_queue_attributes::GetQueueAttributesError::is_queue_does_not_exist) {
-                    SendError::QueueMissing => format!("queue {} does not exist", self.queue_url),
-                    other => other.to_string(),
-                });
+                let error = classify(&e, aws_sdk_sqs::operation::get_queue_attributes::GetQueueAttributesError::is_queue_does_not_exist);
+                let reason = match &error {
+                    SendError::QueueMissing => "the queue does not exist".to_owned(),
+                    SendError::Invalid { code, .. } | SendError::Failed { code, .. } => {
+                        format!(
+                            "GetQueueAttributes failed ({code}); the bridge's log has the detail"
+                        )
+                    }
+                    SendError::Timeout(_) => "SQS did not answer GetQueueAttributes".to_owned(),
+                };
+                return not_ready(reason, error.to_string());
             }
             Ok(Ok(answer)) => answer,
         };
@@ -300,7 +342,8 @@ impl SqsQueue {
                 ),
             }
         } else {
-            Readiness::NotReady(format!("queue {} is not a FIFO queue", self.queue_url))
+            let reason = "the queue is not a FIFO queue".to_owned();
+            not_ready(reason.clone(), reason)
         }
     }
 }

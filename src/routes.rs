@@ -504,7 +504,7 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
             "content_based_deduplication": content_based_deduplication,
             "warnings": state.warnings,
         })),
-        Readiness::NotReady(reason) => HttpResponse::ServiceUnavailable()
+        Readiness::NotReady { reason, .. } => HttpResponse::ServiceUnavailable()
             .insert_header((header::RETRY_AFTER, "5"))
             .json(serde_json::json!({
                 "status": "not_ready",

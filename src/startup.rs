@@ -15,7 +15,7 @@ use crate::batch::BatchingQueue;
 use crate::config::Config;
 use crate::dedup::Deduplicator;
 use crate::event::MessageGroupId;
-use crate::queue::{EventQueue, Readiness, SqsQueue};
+use crate::queue::{EventQueue, SqsQueue};
 use crate::routes::{self, AppState};
 
 /// Why the server could not start.
@@ -234,15 +234,8 @@ impl Application {
     pub fn report_readiness(&self) {
         let queue = Arc::clone(&self.state.queue);
         tokio::spawn(async move {
-            match queue.readiness().await {
-                Readiness::Ready {
-                    content_based_deduplication,
-                } => tracing::info!(content_based_deduplication, "queue is ready"),
-                Readiness::NotReady(reason) => tracing::warn!(
-                    %reason,
-                    "queue is not ready: webhooks get 503 until it is"
-                ),
-            }
+            // The queue logs the answer (and each later change) itself.
+            queue.readiness().await;
         });
     }
 

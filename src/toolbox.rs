@@ -213,8 +213,8 @@ pub async fn check_config(config: &Config) -> Report {
     report.text.push_str("queue\n");
     let queue = SqsQueue::from_env(config.queue_url.clone(), config.forward_timeout).await;
     match queue.readiness().await {
-        Readiness::NotReady(reason) => {
-            report.fail(reason);
+        Readiness::NotReady { detail, .. } => {
+            report.fail(detail);
             return report;
         }
         Readiness::Ready {

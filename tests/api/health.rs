@@ -32,6 +32,9 @@ async fn ready_when_the_queue_exists_and_503_once_it_is_deleted() {
         body["reason"].as_str().unwrap().contains("does not exist"),
         "{body}"
     );
+    // Anyone can ask: the queue URL (and so the account id) is for the log only.
+    let account = app.queue_url.split('/').nth(3).unwrap();
+    assert!(!body.to_string().contains(account), "{body}");
 
     let webhook = app.post_signed(&workn_event("after-delete")).await;
     assert_eq!(webhook.status(), 503);
