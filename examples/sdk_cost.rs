@@ -120,7 +120,10 @@ async fn main() {
                             attributes: Vec::new(),
                         })
                         .collect();
-                    let results = bridge.send_batch(messages).await.unwrap();
+                    let results = bridge
+                        .send_batch(messages, Instant::now() + Duration::from_secs(5))
+                        .await
+                        .unwrap();
                     assert!(results.iter().all(|r| matches!(r, EntryResult::Sent(_))));
                 }
                 Mode::Bare => bare.send_batch(&url, &body, &dedup).await,

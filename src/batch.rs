@@ -221,9 +221,14 @@ impl Batch {
 /// One batch call, and each entry's answer.
 async fn send(queue: &SqsQueue, batch: Vec<Pending>, resubmit: &mpsc::UnboundedSender<Pending>) {
     let messages = batch.iter().map(|p| p.message.clone()).collect();
+    let deadline = batch
+        .iter()
+        .map(|p| p.deadline)
+        .max()
+        .unwrap_or_else(Instant::now);
     #[allow(clippy::cast_precision_loss)] // at most 10
     metrics::histogram!(metric::SQS_BATCH_SIZE).record(batch.len() as f64);
-    match queue.send_batch(messages).await {
+    match queue.send_batch(messages, deadline).await {
         Err(error) => {
             for pending in batch {
                 let _ = pending.reply.send(Err(error.clone()));

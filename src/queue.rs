@@ -407,9 +407,14 @@ impl SqsQueue {
     /// One `SendMessageBatch` call (at most 10 entries, 1 MiB in all; the caller sizes
     /// it). The outer error is the whole call failing; otherwise one result per message,
     /// in order.
+    ///
+    /// The call is abandoned at `deadline` (or after the forward timeout, if sooner): the
+    /// latest of its entries' deadlines, after which every webhook in it has been answered
+    /// `503`, and a call still running could only store events their senders will retry.
     pub async fn send_batch(
         &self,
         messages: Vec<OutgoingMessage>,
+        deadline: std::time::Instant,
     ) -> Result<Vec<EntryResult>, SendError> {
         let count = messages.len();
         let entries = messages
@@ -434,7 +439,8 @@ impl SqsQueue {
             .set_entries(Some(entries))
             .send();
         let started = std::time::Instant::now();
-        let answer = tokio::time::timeout(self.forward_timeout, call)
+        let deadline = deadline.min(started + self.forward_timeout);
+        let answer = tokio::time::timeout_at(deadline.into(), call)
             .await
             .map_err(|_| SendError::Timeout(self.forward_timeout.as_millis()))
             .and_then(|r| r.map_err(|e| classify(&e, aws_sdk_sqs::operation::send_message_batch::SendMessageBatchError::is_queue_does_not_exist)));

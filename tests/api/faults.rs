@@ -373,3 +373,60 @@ impl Counts {
         self.0.iter().zip(&before.0).map(|(a, b)| a - b).collect()
     }
 }
+
+/// A batch call stops once every webhook in it has been answered `503`: carrying on could
+/// only store events whose senders will send them again. Against a stand-in SQS that
+/// accepts connections and never answers (the fake answers, slowly or not at all only
+/// per scripted call).
+#[tokio::test]
+async fn a_batch_call_ends_when_the_last_of_its_webhooks_has_been_answered() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    const CALLS: &str = r#"bridge_sqs_call_duration_seconds_count{action="SendMessageBatch"}"#;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&connections);
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            held.push(socket);
+        }
+    });
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let app = spawn_against(
+        crate::fake_sqs::client_for(&endpoint),
+        &format!("{endpoint}/000000000000/hang.fifo"),
+        &[("BRIDGE_FORWARD_TIMEOUT_MS", "1000")],
+    );
+    let before = Counts::read(&app, &[CALLS]).await;
+
+    // The first event's call hangs; the second arrives meanwhile and waits for it, so its
+    // own call starts with almost none of its time left.
+    let (first_event, second_event) = (workn_event("hang-1"), workn_event("hang-2"));
+    let (first, second) = tokio::join!(app.post_signed(&first_event), async {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while connections.load(Ordering::SeqCst) == 0 {
+            assert!(Instant::now() < deadline, "the first call never connected");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        app.post_signed(&second_event).await
+    });
+    assert_eq!(
+        (first.status().as_u16(), second.status().as_u16()),
+        (503, 503)
+    );
+
+    // Both calls have ended by now (not a whole forward timeout after the second began).
+    let deadline = Instant::now() + Duration::from_millis(300);
+    loop {
+        let calls = Counts::read(&app, &[CALLS]).await.minus(&before);
+        if calls == vec![2] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "calls ended: {calls:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
