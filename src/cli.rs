@@ -162,7 +162,7 @@ fn run(config: &Config) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async {
-        for warning in config.warnings() {
+        for warning in config.warnings().iter().chain(&config.credential_warnings()) {
             tracing::warn!("{warning}");
         }
         if let Some(id) = &config.event_setup_id {

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret as _, SecretString};
 
 use crate::access::{self, SourcePolicy};
 use std::sync::Arc;
@@ -366,7 +366,33 @@ impl Config {
         }
         warnings
     }
+
+    /// Warnings for the start-up log and `check-config`, not for `/readyz`, which anyone
+    /// can read: a credential short enough to guess.
+    #[must_use]
+    pub fn credential_warnings(&self) -> Vec<String> {
+        let short = |list: &[SecretString]| {
+            list.iter()
+                .filter(|s| s.expose_secret().chars().count() < MIN_CREDENTIAL_CHARS)
+                .count()
+        };
+        [
+            ("BRIDGE_SHARED_SECRETS", short(&self.shared_secrets)),
+            ("BRIDGE_API_KEYS", short(&self.api_keys)),
+        ]
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(setting, n)| {
+            format!(
+                "{n} value(s) of {setting} are shorter than {MIN_CREDENTIAL_CHARS} characters:                  easy to guess; use long random values"
+            )
+        })
+        .collect()
+    }
 }
+
+/// Shorter credentials are accepted, with a warning.
+const MIN_CREDENTIAL_CHARS: usize = 16;
 
 fn read_file(path: &Path) -> Result<BTreeMap<&'static str, Raw>, ConfigError> {
     let setting = format!("--config {}", path.display());
@@ -393,12 +419,17 @@ fn read_file(path: &Path) -> Result<BTreeMap<&'static str, Raw>, ConfigError> {
             toml::Value::String(s) => s,
             toml::Value::Integer(i) => i.to_string(),
             toml::Value::Boolean(b) => b.to_string(),
+            // Joined into the environment's comma-separated form, so an item must not hold a
+            // comma: it would silently become two shorter values.
             toml::Value::Array(items) => items
                 .iter()
-                .map(|item| {
-                    item.as_str()
-                        .map(str::to_owned)
-                        .ok_or_else(|| ConfigError::new(&source, "list items must be strings"))
+                .map(|item| match item.as_str() {
+                    None => Err(ConfigError::new(&source, "list items must be strings")),
+                    Some(s) if s.contains(',') => Err(ConfigError::new(
+                        &source,
+                        "a list item contains `,`, which separates values (as in the environment variable)",
+                    )),
+                    Some(s) => Ok(s.to_owned()),
                 })
                 .collect::<Result<Vec<_>, _>>()?
                 .join(","),
@@ -554,6 +585,21 @@ mod tests {
     }
 
     #[test]
+    fn short_credentials_are_warned_about_privately() {
+        let c = load(&[
+            ("BRIDGE_QUEUE_URL", QUEUE),
+            ("BRIDGE_SHARED_SECRETS", "tiny-1,a-long-enough-random-secret"),
+            ("BRIDGE_API_KEYS", "k"),
+        ])
+        .unwrap();
+        let warnings = c.credential_warnings();
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].starts_with("1 value(s) of BRIDGE_SHARED_SECRETS"));
+        assert!(warnings.iter().all(|w| !w.contains("tiny-1")));
+        assert!(c.warnings().is_empty(), "not on /readyz");
+    }
+
+    #[test]
     fn errors_and_debug_never_show_secrets() {
         let c = load(&[
             ("BRIDGE_QUEUE_URL", QUEUE),
@@ -581,6 +627,13 @@ mod tests {
         assert_eq!(c.forward_timeout, Duration::from_secs(2));
         assert_eq!(c.path, "/hook");
 
+        std::fs::write(
+            &path,
+            format!("queue_url = \"{QUEUE}\"\nshared_secrets = [\"a,b\"]\n"),
+        )
+        .unwrap();
+        let e = Config::from_sources(Some(&path), |_| None).unwrap_err();
+        assert!(e.problem.contains("contains `,`"), "{e}");
         std::fs::write(&path, "queue_url = \"x\"\nqueue = 1\n").unwrap();
         let e = Config::from_sources(Some(&path), |_| None).unwrap_err();
         assert!(e.problem.contains("unknown setting `queue`"), "{e}");

@@ -186,7 +186,11 @@ pub async fn check_config(config: &Config) -> Report {
         config.shared_secrets.len(),
         config.api_keys.len()
     ));
-    for warning in config.warnings() {
+    for warning in config
+        .warnings()
+        .into_iter()
+        .chain(config.credential_warnings())
+    {
         report.warn(warning);
     }
     match &config.event_setup_id {
