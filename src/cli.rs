@@ -12,7 +12,8 @@ use crate::config::Config;
 use crate::startup::Application;
 use crate::toolbox::{Credential, SampleEvent, Sender, sample_event};
 
-#[derive(Debug, Parser)]
+// No `Debug`: the arguments may hold a secret or an API key.
+#[derive(Parser)]
 #[command(name = "webhook-sqs-bridge", version, about, long_about = None)]
 struct Cli {
     /// A TOML file with settings (keys as the BRIDGE_* variables, lower case, without
@@ -24,7 +25,7 @@ struct Cli {
     command: Option<Command>,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Subcommand)]
 enum Command {
     /// Run the bridge (the default).
     ///
@@ -93,8 +94,8 @@ pub fn main() -> ExitCode {
             count,
         } => {
             let credential = match (secret, api_key) {
-                (Some(secret), _) => Credential::Secret(secret),
-                (None, Some(key)) => Credential::ApiKey(key),
+                (Some(secret), _) => Credential::Secret(secret.into()),
+                (None, Some(key)) => Credential::ApiKey(key.into()),
                 (None, None) => unreachable!("clap requires one"),
             };
             block_on(send_test_events(url, credential, event, count)).unwrap_or_else(|code| code)

@@ -588,7 +588,10 @@ mod tests {
     fn short_credentials_are_warned_about_privately() {
         let c = load(&[
             ("BRIDGE_QUEUE_URL", QUEUE),
-            ("BRIDGE_SHARED_SECRETS", "tiny-1,a-long-enough-random-secret"),
+            (
+                "BRIDGE_SHARED_SECRETS",
+                "tiny-1,a-long-enough-random-secret",
+            ),
             ("BRIDGE_API_KEYS", "k"),
         ])
         .unwrap();

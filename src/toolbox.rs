@@ -8,6 +8,7 @@ use aws_sdk_sqs::error::ProvideErrorMetadata as _;
 use aws_sdk_sqs::types::QueueAttributeName;
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
+use secrecy::{ExposeSecret as _, SecretString};
 
 use crate::config::Config;
 use crate::queue::EventQueue as _;
@@ -51,12 +52,12 @@ pub fn sample_event(kind: SampleEvent, n: u64) -> String {
     .to_string()
 }
 
-/// How a test event is authenticated.
+/// How a test event is authenticated. Held as secrets, so `Debug` shows no value.
 #[derive(Debug, Clone)]
 pub enum Credential {
     /// HMAC-SHA256 of the body under this shared secret (hex).
-    Secret(String),
-    ApiKey(String),
+    Secret(SecretString),
+    ApiKey(SecretString),
 }
 
 /// One answer from the bridge.
@@ -119,9 +120,9 @@ impl Sender {
         request = match &self.credential {
             Credential::Secret(secret) => request.header(
                 "X-Payload-Signature",
-                crate::auth::sign(secret.as_bytes(), body.as_bytes()),
+                crate::auth::sign(secret.expose_secret().as_bytes(), body.as_bytes()),
             ),
-            Credential::ApiKey(key) => request.header("X-api-key", key),
+            Credential::ApiKey(key) => request.header("X-api-key", key.expose_secret()),
         };
         let request = request.body(Full::new(Bytes::from(body)))?;
         let started = Instant::now();
@@ -285,6 +286,22 @@ async fn check_queue_details(queue: &SqsQueue, report: &mut Report) {
             } else {
                 report.warn(format!("could not confirm permission to send ({code})"));
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Credential;
+
+    #[test]
+    fn credentials_do_not_show_in_debug_output() {
+        for credential in [
+            Credential::Secret("secret-value-1".to_owned().into()),
+            Credential::ApiKey("api-key-value-1".to_owned().into()),
+        ] {
+            let text = format!("{credential:?}");
+            assert!(!text.contains("value-1"), "{text}");
         }
     }
 }
