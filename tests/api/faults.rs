@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use crate::fake_sqs::{FakeSqs, Fault};
 use crate::helpers::{TestApp, spawn_against, workn_event};
+use crate::observability::Counts;
 
 async fn app_on_fake(extra: &[(&str, &str)]) -> (FakeSqs, TestApp) {
     let fake = FakeSqs::start().await;
@@ -353,25 +354,6 @@ async fn sqs_errors_and_entry_retries_are_counted_on_both_paths() {
         vec![2, 1],
         "batch calls, entry retries"
     );
-}
-
-/// Some counters' values from `/metrics` (absent counts as 0).
-struct Counts(Vec<u64>);
-
-impl Counts {
-    async fn read(app: &TestApp, series: &[&str]) -> Self {
-        let text = app.get("/metrics").await.text().await.unwrap();
-        Self(
-            series
-                .iter()
-                .map(|s| crate::observability::sample(&text, s).parse().unwrap_or(0))
-                .collect(),
-        )
-    }
-
-    fn minus(&self, before: &Self) -> Vec<u64> {
-        self.0.iter().zip(&before.0).map(|(a, b)| a - b).collect()
-    }
 }
 
 /// A batch call stops once every webhook in it has been answered `503`: carrying on could

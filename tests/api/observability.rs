@@ -1,6 +1,6 @@
 //! Metrics and logs an operator relies on.
 
-use crate::helpers::{API_KEY, spawn_app, workn_event};
+use crate::helpers::{API_KEY, TestApp, spawn_app, workn_event};
 
 /// A series' value as rendered (counters are whole numbers), or "absent".
 pub(crate) fn sample<'a>(metrics: &'a str, series: &str) -> &'a str {
@@ -11,9 +11,37 @@ pub(crate) fn sample<'a>(metrics: &'a str, series: &str) -> &'a str {
         .unwrap_or("absent")
 }
 
+/// Some counters' values from `/metrics` (absent counts as 0). Tests compare them before
+/// and after, as the metrics recorder is shared by every app in a process (all of them
+/// under `cargo test`; nextest runs each test in a process of its own).
+pub(crate) struct Counts(Vec<u64>);
+
+impl Counts {
+    pub(crate) async fn read(app: &TestApp, series: &[&str]) -> Self {
+        let text = app.get("/metrics").await.text().await.unwrap();
+        Self(
+            series
+                .iter()
+                .map(|s| sample(&text, s).parse().unwrap_or(0))
+                .collect(),
+        )
+    }
+
+    pub(crate) fn minus(&self, before: &Self) -> Vec<u64> {
+        self.0.iter().zip(&before.0).map(|(a, b)| a - b).collect()
+    }
+}
+
 #[tokio::test]
 async fn metrics_count_outcomes_auth_failures_and_sqs_calls() {
+    const COUNTED: [&str; 4] = [
+        r#"bridge_webhook_requests_total{outcome="accepted"}"#,
+        r#"bridge_webhook_requests_total{outcome="unauthorized"}"#,
+        r#"bridge_webhook_requests_total{outcome="invalid"}"#,
+        r#"bridge_auth_failures_total{reason="wrong_api_key"}"#,
+    ];
     let app = spawn_app(&[]).await;
+    let before = Counts::read(&app, &COUNTED).await;
     for i in 0..3 {
         assert_eq!(
             app.post_signed(&workn_event(&format!("m-{i}")))
@@ -46,30 +74,9 @@ async fn metrics_count_outcomes_auth_failures_and_sqs_calls() {
     let text = response.text().await.unwrap();
 
     assert_eq!(
-        sample(
-            &text,
-            r#"bridge_webhook_requests_total{outcome="accepted"}"#
-        ),
-        "3",
-        "{text}"
-    );
-    assert_eq!(
-        sample(
-            &text,
-            r#"bridge_webhook_requests_total{outcome="unauthorized"}"#
-        ),
-        "1"
-    );
-    assert_eq!(
-        sample(&text, r#"bridge_webhook_requests_total{outcome="invalid"}"#),
-        "1"
-    );
-    assert_eq!(
-        sample(
-            &text,
-            r#"bridge_auth_failures_total{reason="wrong_api_key"}"#
-        ),
-        "1"
+        Counts::read(&app, &COUNTED).await.minus(&before),
+        vec![3, 1, 1, 1],
+        "{COUNTED:?}: {text}"
     );
     let calls: u64 = sample(
         &text,
