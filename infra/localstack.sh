@@ -59,11 +59,13 @@ install() {
 }
 
 start() {
+  # Installed even when a LocalStack is already running (from another checkout, or not
+  # by this project): the deploy script and the infra check use the venv's aws CLI.
+  install
   if healthy; then
     log "already running at $endpoint"
     return 0
   fi
-  install
   # A second caller (a parallel test process) waits for the first one's start.
   exec 9>"$state/start.lock"
   flock 9

@@ -384,7 +384,7 @@ impl Config {
         .filter(|(_, n)| *n > 0)
         .map(|(setting, n)| {
             format!(
-                "{n} value(s) of {setting} are shorter than {MIN_CREDENTIAL_CHARS} characters:                  easy to guess; use long random values"
+                "{n} value(s) of {setting} are shorter than {MIN_CREDENTIAL_CHARS} characters: easy to guess; use long random values"
             )
         })
         .collect()
@@ -597,7 +597,10 @@ mod tests {
         .unwrap();
         let warnings = c.credential_warnings();
         assert_eq!(warnings.len(), 2, "{warnings:?}");
-        assert!(warnings[0].starts_with("1 value(s) of BRIDGE_SHARED_SECRETS"));
+        assert_eq!(
+            warnings[0],
+            "1 value(s) of BRIDGE_SHARED_SECRETS are shorter than 16 characters: easy to guess; use long random values"
+        );
         assert!(warnings.iter().all(|w| !w.contains("tiny-1")));
         assert!(c.warnings().is_empty(), "not on /readyz");
     }

@@ -64,8 +64,9 @@ pub struct Deduplicator {
     state: Mutex<TimestampState>,
 }
 
-/// What `timestamp` mode remembers: the id given to each event identity (so a retry gets
-/// it again) and the last millisecond used (so no two events share one).
+/// What `timestamp` mode remembers for SQS's window: the id given to each event identity
+/// (so a retry gets it again) and who holds each id made here, the events' own ids in
+/// the same format, and the last millisecond used (so no two events share one).
 ///
 /// One sequence for the whole process, not one per group: with SQS's default
 /// deduplication scope two events of different groups with the same id are one event to
@@ -73,7 +74,11 @@ pub struct Deduplicator {
 #[derive(Debug)]
 struct TimestampState {
     by_identity: HashMap<Identity, i64>,
+    issued: HashMap<i64, Identity>,
     expiry: VecDeque<(Instant, Identity)>,
+    /// Events' own ids in the vendor's format, until when they are reserved.
+    own: HashMap<i64, Instant>,
+    own_expiry: VecDeque<(Instant, i64)>,
     last_ms: i64,
 }
 
@@ -81,7 +86,10 @@ impl Default for TimestampState {
     fn default() -> Self {
         Self {
             by_identity: HashMap::new(),
+            issued: HashMap::new(),
             expiry: VecDeque::new(),
+            own: HashMap::new(),
+            own_expiry: VecDeque::new(),
             last_ms: i64::MIN,
         }
     }
@@ -103,7 +111,9 @@ impl Deduplicator {
         }
     }
 
-    /// The id for one event in one group. The event's own valid id always wins.
+    /// The id for one event in one group. The event's own valid id wins, with one
+    /// exception in `timestamp` mode: an own id equal to one this process already gave
+    /// another event in the window, which SQS would drop (see [`Self::own_timestamp`]).
     pub fn assign(
         &self,
         group: &MessageGroupId,
@@ -111,8 +121,14 @@ impl Deduplicator {
         body: &[u8],
     ) -> DeduplicationId {
         if let Some(own) = &event.deduplication_id {
-            if self.mode == DedupMode::Timestamp {
-                self.note_own_id(own);
+            if self.mode == DedupMode::Timestamp
+                && let Some(ms) = own.unix_millis()
+            {
+                let key = identity_key(group, event, body);
+                let now_ms = chrono::Utc::now().timestamp_millis();
+                if let Some(mine) = self.own_timestamp(key, ms, now_ms, Instant::now()) {
+                    return DeduplicationId::from_unix_millis(mine);
+                }
             }
             return own.clone();
         }
@@ -138,27 +154,34 @@ impl Deduplicator {
         if let Some(&ms) = state.by_identity.get(&key) {
             return ms;
         }
-        // One millisecond after the last id if the clock has not moved on (or went back):
-        // ids are strictly increasing, so never equal.
-        let ms = now_ms.max(state.last_ms.saturating_add(1));
-        state.last_ms = ms;
-        state.expiry.push_back((now + self.window, key.clone()));
-        state.by_identity.insert(key, ms);
-        ms
+        state.issue(key, now_ms, now + self.window)
     }
 
-    /// An event's own id in the vendor's timestamp format moves the sequence past it, so
-    /// an id made here later cannot repeat it. Ids far from the clock are left alone: they
-    /// cannot meet ids made within the next window, and must not push the sequence out
-    /// of the format's range.
-    fn note_own_id(&self, own: &DeduplicationId) {
-        let Some(ms) = own.unix_millis() else { return };
-        let now_ms = chrono::Utc::now().timestamp_millis();
-        let window_ms = i64::try_from(self.window.as_millis()).unwrap_or(i64::MAX);
-        if ms.abs_diff(now_ms) <= window_ms.unsigned_abs() {
-            let mut state = self.lock();
-            state.last_ms = state.last_ms.max(ms);
+    /// For an event whose own id is `ms` in the vendor's format: `None` to keep it
+    /// (reserved for the window, so no id made here repeats it), or the id to use instead
+    /// when this process already gave `ms` to another event, and SQS would drop this
+    /// one. The replacement is remembered like any made here, so the event's retries get
+    /// it too.
+    fn own_timestamp(&self, key: Identity, ms: i64, now_ms: i64, now: Instant) -> Option<i64> {
+        let mut state = self.lock();
+        state.expire(now);
+        if let Some(&mine) = state.by_identity.get(&key) {
+            return Some(mine);
         }
+        if state.issued.contains_key(&ms) {
+            let mine = state.issue(key, now_ms, now + self.window);
+            tracing::warn!(
+                own = ms,
+                replacement = mine,
+                "an event's own MessageDeDuplicationId equals one given to another event; \
+                 it gets a new one, or SQS would drop it"
+            );
+            return Some(mine);
+        }
+        let until = now + self.window;
+        state.own.insert(ms, until);
+        state.own_expiry.push_back((until, ms));
+        None
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, TimestampState> {
@@ -175,13 +198,42 @@ impl Deduplicator {
 }
 
 impl TimestampState {
+    /// A new id: one millisecond after the last if the clock has not moved on (or went
+    /// back), so ids made here are strictly increasing and never equal, and never an
+    /// event's own id seen in the window.
+    fn issue(&mut self, key: Identity, now_ms: i64, until: Instant) -> i64 {
+        let mut ms = now_ms.max(self.last_ms.saturating_add(1));
+        while self.own.contains_key(&ms) {
+            ms += 1;
+        }
+        self.last_ms = ms;
+        self.expiry.push_back((until, key.clone()));
+        self.issued.insert(ms, key.clone());
+        self.by_identity.insert(key, ms);
+        ms
+    }
+
     fn expire(&mut self, now: Instant) {
-        while let Some((deadline, _)) = self.expiry.front() {
-            if *deadline > now {
-                break;
+        while self
+            .expiry
+            .front()
+            .is_some_and(|(deadline, _)| *deadline <= now)
+        {
+            if let Some((_, key)) = self.expiry.pop_front()
+                && let Some(ms) = self.by_identity.remove(&key)
+            {
+                self.issued.remove(&ms);
             }
-            if let Some((_, key)) = self.expiry.pop_front() {
-                self.by_identity.remove(&key);
+        }
+        while self
+            .own_expiry
+            .front()
+            .is_some_and(|(deadline, _)| *deadline <= now)
+        {
+            if let Some((_, ms)) = self.own_expiry.pop_front()
+                && self.own.get(&ms).is_some_and(|until| *until <= now)
+            {
+                self.own.remove(&ms);
             }
         }
     }
@@ -262,22 +314,51 @@ mod tests {
     }
 
     #[test]
-    fn an_events_own_timestamp_id_is_never_reissued() {
+    fn own_ids_and_ids_made_here_never_meet() {
+        let d = Deduplicator::new(DedupMode::Timestamp);
+        let t = Instant::now();
+        // An own id seen first is kept, and no id made here repeats it.
+        assert_eq!(d.own_timestamp(key(1), 1_000, 1_000, t), None);
+        assert_eq!(d.timestamp_for(key(2), 1_000, t), 1_001);
+        assert_eq!(d.timestamp_for(key(3), 1_000, t), 1_002);
+        // An own id equal to one already given to another event gets a new one, and
+        // keeps it for its retries.
+        let replaced = d.own_timestamp(key(4), 1_001, 1_000, t);
+        assert_eq!(replaced, Some(1_003));
+        assert_eq!(d.own_timestamp(key(4), 1_001, 1_500, t), replaced);
+        // The retry of an event whose own id was kept keeps it too.
+        assert_eq!(d.own_timestamp(key(1), 1_000, 1_500, t), None);
+        // A far-off own id does not drag the sequence along.
+        assert_eq!(d.own_timestamp(key(5), 9_000_000, 2_000, t), None);
+        assert_eq!(d.timestamp_for(key(6), 2_000, t), 2_000);
+    }
+
+    #[test]
+    fn own_ids_are_reserved_for_the_window_only() {
+        let d = Deduplicator::with_window(DedupMode::Timestamp, Duration::from_mins(5));
+        let t0 = Instant::now();
+        assert_eq!(d.own_timestamp(key(1), 1_000, 1_000, t0), None);
+        assert_eq!(d.timestamp_for(key(2), 1_000, t0), 1_001);
+        // Five minutes on, SQS has forgotten both: the millisecond may be used again.
+        let later = t0 + Duration::from_mins(5);
+        assert_eq!(d.timestamp_for(key(3), 1_000, later), 1_002);
+        assert_eq!(d.own_timestamp(key(4), 1_001, 1_000, later), None);
+    }
+
+    #[test]
+    fn an_events_own_id_wins_through_assign() {
         let d = Deduplicator::new(DedupMode::Timestamp);
         let g = group("g");
         let now = chrono::Utc::now().timestamp_millis();
-        let own = DeduplicationId::from_unix_millis(now + 10_000);
-        let body = format!(r#"{{"MessageDeDuplicationId":"{}"}}"#, own.as_str());
+        let own = DeduplicationId::from_unix_millis(now + 60_000);
+        let body = format!(
+            r#"{{"msg_id":"a","MessageDeDuplicationId":"{}"}}"#,
+            own.as_str()
+        );
         let event = parse(body.as_bytes()).unwrap();
         assert_eq!(d.assign(&g, &event, body.as_bytes()), own);
-        // An event without its own id, in the same millisecond or any before it, gets a
-        // later one.
-        let next = d.timestamp_for(key(1), now, Instant::now());
-        assert_eq!(next, now + 10_001);
-        // A far-off own id does not drag the sequence along.
-        let far = br#"{"MessageDeDuplicationId":"9999-12-31T23:59:59.999"}"#;
-        d.assign(&g, &parse(far).unwrap(), far);
-        assert_eq!(d.timestamp_for(key(2), now, Instant::now()), now + 10_002);
+        let plain = br#"{"msg_id":"b"}"#;
+        assert_ne!(d.assign(&g, &parse(plain).unwrap(), plain), own);
     }
 
     #[test]

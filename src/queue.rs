@@ -4,7 +4,7 @@
 //! seam, and other sends (batching) can be added without touching the HTTP layer.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -94,8 +94,8 @@ pub struct SqsQueue {
     client: aws_sdk_sqs::Client,
     queue_url: String,
     forward_timeout: Duration,
-    /// The last readiness seen (0 none yet, 1 ready, 2 not), so only changes are logged.
-    last_ready: Arc<AtomicU8>,
+    /// The last readiness seen, as `/readyz` shows it, so only changes are logged.
+    last_readiness: Arc<Mutex<Option<String>>>,
 }
 
 impl SqsQueue {
@@ -147,7 +147,7 @@ impl SqsQueue {
             client: aws_sdk_sqs::Client::from_conf(config),
             queue_url,
             forward_timeout,
-            last_ready: Arc::default(),
+            last_readiness: Arc::default(),
         }
     }
 }
@@ -184,7 +184,7 @@ impl SqsQueue {
             client: aws_sdk_sqs::Client::from_conf(config),
             queue_url: self.queue_url.clone(),
             forward_timeout: self.forward_timeout,
-            last_ready: Arc::clone(&self.last_ready),
+            last_readiness: Arc::clone(&self.last_readiness),
         }
     }
 }
@@ -267,13 +267,25 @@ impl EventQueue for SqsQueue {
         })
     }
 
-    /// Also logs each change: the first answer, and every flip between ready and not.
+    /// Also logs each change: the first answer, and every change of state or of reason.
     async fn readiness(&self) -> Readiness {
         let readiness = self.check_queue().await;
         let ready = matches!(readiness, Readiness::Ready { .. });
         metrics::gauge!(metric::READY).set(if ready { 1.0 } else { 0.0 });
-        let state = if ready { 1 } else { 2 };
-        if self.last_ready.swap(state, Ordering::Relaxed) != state {
+        let shown = match &readiness {
+            Readiness::Ready {
+                content_based_deduplication,
+            } => format!("ready {content_based_deduplication}"),
+            Readiness::NotReady { reason, .. } => reason.clone(),
+        };
+        let changed = {
+            let mut last = self
+                .last_readiness
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            last.replace(shown.clone()).as_ref() != Some(&shown)
+        };
+        if changed {
             match &readiness {
                 Readiness::Ready {
                     content_based_deduplication,

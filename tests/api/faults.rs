@@ -321,6 +321,8 @@ async fn sqs_errors_and_entry_retries_are_counted_on_both_paths() {
     const BATCH_CALLS: &str =
         r#"bridge_sqs_call_duration_seconds_count{action="SendMessageBatch"}"#;
     const ENTRY_RETRIES: &str = "bridge_sqs_entry_retries_total";
+    const REFUSED: &str =
+        r#"bridge_sqs_errors_total{action="SendMessageBatch",code="InvalidMessageContents"}"#;
 
     let (fake, app) = app_on_fake(&[("BRIDGE_BATCH", "false")]).await;
     let before = Counts::read(&app, &[SINGLE_CALLS, DENIED]).await;
@@ -353,6 +355,19 @@ async fn sqs_errors_and_entry_retries_are_counted_on_both_paths() {
         after.minus(&before),
         vec![2, 1],
         "batch calls, entry retries"
+    );
+
+    let before = Counts::read(&app, &[REFUSED]).await;
+    fake.script([Fault::EntryRefused]);
+    assert_eq!(
+        app.post_signed(&workn_event("batched-2")).await.status(),
+        400
+    );
+    let after = Counts::read(&app, &[REFUSED]).await;
+    assert_eq!(
+        after.minus(&before),
+        vec![1],
+        "entries refused inside a batch answer"
     );
 }
 
@@ -394,6 +409,10 @@ async fn a_batch_call_ends_when_the_last_of_its_webhooks_has_been_answered() {
             assert!(Instant::now() < deadline, "the first call never connected");
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+        // Part of the scenario, not a wait for readiness: the second event then has
+        // ~250 ms left when the first call ends and its own begins, so its call is sent
+        // (not dropped as already answered) even if the dispatcher wakes late.
+        tokio::time::sleep(Duration::from_millis(250)).await;
         app.post_signed(&second_event).await
     });
     assert_eq!(

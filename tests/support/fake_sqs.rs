@@ -45,6 +45,9 @@ pub enum Fault {
     /// In a batch: this entry fails with `SenderFault: false` (retryable), not stored.
     /// Scripted for a call, every entry of that batch call fails so.
     EntryInternal,
+    /// In a batch call (scripted): every entry is refused as the sender's fault
+    /// (`SenderFault: true`, `InvalidMessageContents`), not stored.
+    EntryRefused,
 }
 
 /// A message the fake accepted (once: duplicates are not stored again).
@@ -378,6 +381,10 @@ fn handle(state: &State, action: &str, body: &[u8], fault: Fault) -> Answer {
                 let mut failed = Vec::new();
                 for entry in &batch.entries {
                     let entry_id = Value::from(entry.id.as_ref()).to_string();
+                    if fault == Fault::EntryRefused {
+                        failed.push(format!(r#"{{"Id":{entry_id},"SenderFault":true,"Code":"InvalidMessageContents","Message":"fake SQS: entry refused"}}"#));
+                        continue;
+                    }
                     // In a batch, the random plan also draws per entry.
                     if fault == Fault::EntryInternal
                         || (fault != Fault::StoreThen500
