@@ -68,7 +68,7 @@ start() {
   fi
   # A second caller (a parallel test process) waits for the first one's start.
   exec 9>"$state/start.lock"
-  flock 9
+  flock -w 120 9 || { log "another start still holds $state/start.lock after 120 s"; exit 1; }
   if healthy; then
     log "started by another process at $endpoint"
     return 0
@@ -79,7 +79,9 @@ start() {
     export GATEWAY_LISTEN="127.0.0.1:$port" SERVICES="$services" \
       LOCALSTACK_HOST="127.0.0.1:$port" SQS_ENDPOINT_STRATEGY=off EAGER_SERVICE_LOADING=1 \
       DNS_ADDRESS=0 DISABLE_EVENTS=1 SKIP_SSL_CERT_DOWNLOAD=1 FILESYSTEM_ROOT="$state/fs"
-    setsid "$venv/bin/python" -m localstack.runtime.main >"$state/localstack.log" 2>&1 &
+    # `9>&-`: LocalStack must not inherit the start lock, or it would hold it for as long
+    # as it runs and a second caller would wait on `flock` for ever.
+    setsid "$venv/bin/python" -m localstack.runtime.main >"$state/localstack.log" 2>&1 9>&- &
     echo $! >"$state/pid"
   )
   for _ in $(seq 1 120); do

@@ -6,7 +6,7 @@
 //! (or a retry is queued twice) and different for different events in the whole queue (or
 //! one of them is lost).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::str::FromStr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -65,8 +65,8 @@ pub struct Deduplicator {
 }
 
 /// What `timestamp` mode remembers for SQS's window: the id given to each event identity
-/// (so a retry gets it again) and who holds each id made here, the events' own ids in
-/// the same format, and the last millisecond used (so no two events share one).
+/// (so a retry gets it again), the ids made here, the events' own ids in the same format,
+/// and the last millisecond used (so no two events share one).
 ///
 /// One sequence for the whole process, not one per group: with SQS's default
 /// deduplication scope two events of different groups with the same id are one event to
@@ -74,7 +74,8 @@ pub struct Deduplicator {
 #[derive(Debug)]
 struct TimestampState {
     by_identity: HashMap<Identity, i64>,
-    issued: HashMap<i64, Identity>,
+    /// The values of `by_identity`, to look up by id.
+    issued: HashSet<i64>,
     expiry: VecDeque<(Instant, Identity)>,
     /// Events' own ids in the vendor's format, until when they are reserved.
     own: HashMap<i64, Instant>,
@@ -86,7 +87,7 @@ impl Default for TimestampState {
     fn default() -> Self {
         Self {
             by_identity: HashMap::new(),
-            issued: HashMap::new(),
+            issued: HashSet::new(),
             expiry: VecDeque::new(),
             own: HashMap::new(),
             own_expiry: VecDeque::new(),
@@ -168,7 +169,8 @@ impl Deduplicator {
         if let Some(&mine) = state.by_identity.get(&key) {
             return Some(mine);
         }
-        if state.issued.contains_key(&ms) {
+        // Issued to another event: this one's retries would have been found above.
+        if state.issued.contains(&ms) {
             let mine = state.issue(key, now_ms, now + self.window);
             tracing::warn!(
                 own = ms,
@@ -208,7 +210,7 @@ impl TimestampState {
         }
         self.last_ms = ms;
         self.expiry.push_back((until, key.clone()));
-        self.issued.insert(ms, key.clone());
+        self.issued.insert(ms);
         self.by_identity.insert(key, ms);
         ms
     }

@@ -17,7 +17,7 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 
 use crate::access::{AccessError, SourcePolicy};
-use crate::auth::{AuthError, Authenticator, Presented};
+use crate::auth::{AuthError, Authenticator, Pending, Presented};
 use crate::dedup::Deduplicator;
 use crate::event::{self, EventError, MessageGroupId};
 use crate::queue::{EventQueue, OutgoingMessage, Readiness, SendError};
@@ -38,6 +38,10 @@ pub struct AppState {
     pub in_flight: Arc<Semaphore>,
     /// The size of `in_flight`, so shutdown can wait for every permit to come back.
     pub max_in_flight: u32,
+    /// Caps the requests among `in_flight` whose signature still waits for the body (half
+    /// of them): whoever sends HMAC-shaped values with slow bodies can't take the slots
+    /// of senders that the headers already authenticated.
+    pub unverified: Arc<Semaphore>,
     /// Set on SIGTERM/SIGINT: new webhooks get `503`, answered connections are closed.
     pub draining: Arc<AtomicBool>,
     /// Shown on `/readyz` (e.g. authentication disabled).
@@ -382,8 +386,19 @@ async fn forward(
         .clone()
         .try_acquire_owned()
         .map_err(|_| WebhookError::Overloaded)?;
+    let unverified = match pending {
+        Pending::Signature => Some(
+            state
+                .unverified
+                .clone()
+                .try_acquire_owned()
+                .map_err(|_| WebhookError::Overloaded)?,
+        ),
+        Pending::Done(_) => None,
+    };
     let body = read_body(req, payload, state.max_body_bytes, state.body_read_timeout).await?;
     let method = state.authenticator.check_body(&presented, pending, &body)?;
+    drop(unverified);
     log.auth = Some(method.as_str());
 
     // One copy-free conversion: the same string is checked, hashed and sent.

@@ -14,7 +14,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use webhook_sqs_bridge::auth::{Authenticator, Presented, sign};
 use webhook_sqs_bridge::event;
 
-use crate::helpers::{API_KEY, create_queue, spawn_app, sqs, workn_event};
+use crate::helpers::{API_KEY, SECRET, create_queue, spawn_app, sqs, workn_event};
 
 /// The request path without HTTP: headers → authentication → body → event. Returns
 /// whether the event would be forwarded.
@@ -132,6 +132,49 @@ async fn a_slow_loris_client_is_cut_off_while_others_are_served() {
         "{answer}"
     );
     assert_eq!(app.drain(1).await.len(), 1);
+}
+
+/// Requests whose HMAC-shaped signature waits for a body that never comes hold at most
+/// half of the forwarding slots: a sender the headers authenticate (the raw secret, as the
+/// vendor documents it) is still served.
+#[tokio::test]
+async fn unverified_signatures_cannot_take_every_forwarding_slot() {
+    let app = spawn_app(&[("BRIDGE_MAX_IN_FLIGHT", "4")]).await;
+    let head = format!(
+        "POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         X-Payload-Signature: {}\r\nContent-Length: 1000\r\n\r\n{{",
+        sign(b"not-a-configured-secret", b"{}")
+    );
+    let mut slow = Vec::new();
+    for _ in 0..4 {
+        let mut client = tokio::net::TcpStream::connect(("127.0.0.1", app.port))
+            .await
+            .unwrap();
+        client.write_all(head.as_bytes()).await.unwrap();
+        slow.push(client);
+    }
+
+    // Two wait for their bodies (half of the four slots); the other two are refused.
+    let answers = futures_util::future::join_all(slow.iter_mut().map(|client| async {
+        let mut answer = [0u8; 12];
+        tokio::time::timeout(Duration::from_secs(3), client.read_exact(&mut answer))
+            .await
+            .ok()
+            .map(|_| answer)
+    }))
+    .await;
+    let refused = answers
+        .iter()
+        .filter(|a| a.as_ref().is_some_and(|a| a == b"HTTP/1.1 503"))
+        .count();
+    assert_eq!(refused, 2, "{answers:?}");
+
+    let body = workn_event("while-others-wait");
+    let served = app
+        .post_with(&[("X-Payload-Signature", SECRET)], body.clone())
+        .await;
+    assert_eq!(served.status(), 200);
+    assert_eq!(app.queued_bodies(1).await, vec![body]);
 }
 
 /// Fires requests from `workers` loops at the real binary until it stops answering;
