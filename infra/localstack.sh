@@ -35,12 +35,24 @@ healthy() {
   grep -Eq '"sqs": *"(running|available)"' <<<"$body"
 }
 
+# Done when the stamp, written last, is there: an interrupted install is redone.
+installed() {
+  [ -f "$venv/.installed" ] && [ -x "$venv/bin/aws" ] && [ -x "$venv/bin/python" ]
+}
+
 install() {
-  if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c 'import localstack' 2>/dev/null; then
+  installed && return 0
+  # Parallel callers (test processes) install once: the others wait, then find it done.
+  exec 8>"$tools/install.lock"
+  flock -w 900 8 || { log "another install still holds $tools/install.lock"; exit 1; }
+  if installed; then
+    exec 8>&-
     return 0
   fi
   log "installing localstack-core 4.9.2 into $venv (about a minute)"
-  if ! "$python" -m venv "$venv" 2>/dev/null; then
+  # An existing venv (an interrupted install, or an older one without the stamp) is
+  # completed in place: a LocalStack may be running from it.
+  if [ ! -x "$venv/bin/python" ] && ! "$python" -m venv "$venv" 2>/dev/null; then
     # Debian splits venv support out of python3.
     if command -v apt-get >/dev/null; then
       log "python3 -m venv failed; installing python3-venv with apt-get"
@@ -56,6 +68,8 @@ install() {
   "$venv/bin/pip" install -q --disable-pip-version-check \
     -c "$repo/infra/localstack/constraints.txt" \
     'localstack-core[runtime]==4.9.2' service_identity awscli
+  touch "$venv/.installed"
+  exec 8>&-
 }
 
 start() {
@@ -84,7 +98,8 @@ start() {
     setsid "$venv/bin/python" -m localstack.runtime.main >"$state/localstack.log" 2>&1 9>&- &
     echo $! >"$state/pid"
   )
-  for _ in $(seq 1 120); do
+  local deadline=$((SECONDS + 90))
+  while [ "$SECONDS" -lt "$deadline" ]; do
     if healthy; then
       log "healthy"
       return 0
@@ -92,12 +107,14 @@ start() {
     if ! kill -0 "$(cat "$state/pid")" 2>/dev/null; then
       log "LocalStack exited; last lines of its log:"
       tail -n 30 "$state/localstack.log" >&2
+      rm -f "$state/pid"
       exit 1
     fi
     sleep 0.5
   done
-  log "not healthy after 60 s; last lines of its log:"
+  log "not healthy after 90 s; stopping it. Last lines of its log:"
   tail -n 30 "$state/localstack.log" >&2
+  stop
   exit 1
 }
 

@@ -162,8 +162,11 @@ impl fmt::Debug for Authenticator {
 pub enum Pending {
     Done(AuthMethod),
     /// The API key (if one was sent) matched, and the signature is shaped like an HMAC
-    /// tag; whether it is one of the body needs the body.
-    Signature,
+    /// tag; whether it is one of the body needs the body. `key_verified`: a configured API
+    /// key was sent and matched, so the sender is known before the body.
+    Signature {
+        key_verified: bool,
+    },
 }
 
 impl Authenticator {
@@ -237,7 +240,9 @@ impl Authenticator {
         match signature {
             None => Ok(Pending::Done(AuthMethod::ApiKey)),
             Some(value) if self.is_raw_secret(value) => Ok(Pending::Done(AuthMethod::SharedSecret)),
-            Some(value) if decode_signature(value).is_some() => Ok(Pending::Signature),
+            Some(value) if decode_signature(value).is_some() => Ok(Pending::Signature {
+                key_verified: api_key.is_some(),
+            }),
             Some(_) => Err(AuthError::WrongSignature),
         }
     }
@@ -251,8 +256,8 @@ impl Authenticator {
     ) -> Result<AuthMethod, AuthError> {
         match (pending, presented.signature) {
             (Pending::Done(method), _) => Ok(method),
-            (Pending::Signature, Ok(Some(value))) => self.verify_signature(value, body),
-            (Pending::Signature, _) => Err(AuthError::WrongSignature),
+            (Pending::Signature { .. }, Ok(Some(value))) => self.verify_signature(value, body),
+            (Pending::Signature { .. }, _) => Err(AuthError::WrongSignature),
         }
     }
 
@@ -441,7 +446,12 @@ mod tests {
         let map = headers(&[(SIGNATURE_HEADER, &sign(b"new-secret", BODY))]);
         let p = Presented::from_headers(&map);
         let pending = a.check_headers(&p).unwrap();
-        assert_eq!(pending, Pending::Signature);
+        assert_eq!(
+            pending,
+            Pending::Signature {
+                key_verified: false
+            }
+        );
         assert_eq!(
             a.check_body(&p, pending, b"{}"),
             Err(AuthError::WrongSignature)
@@ -475,16 +485,29 @@ mod tests {
             );
         }
         let hmac_like = sign(b"unknown", b"other body");
-        assert_eq!(settled(&hmac_like), Ok(Pending::Signature));
+        assert_eq!(
+            settled(&hmac_like),
+            Ok(Pending::Signature {
+                key_verified: false
+            })
+        );
         assert_eq!(
             settled(&format!("sha256={hmac_like}")),
-            Ok(Pending::Signature)
+            Ok(Pending::Signature {
+                key_verified: false
+            })
         );
-        // The API key is still checked when both are sent.
+        // The API key is still checked when both are sent; when it matched, the sender is
+        // known before the body.
         let map = headers(&[(API_KEY_HEADER, "nope"), (SIGNATURE_HEADER, "new-secret")]);
         assert_eq!(
             a.check_headers(&Presented::from_headers(&map)),
             Err(AuthError::WrongApiKey)
+        );
+        let map = headers(&[(API_KEY_HEADER, "key-1"), (SIGNATURE_HEADER, &hmac_like)]);
+        assert_eq!(
+            a.check_headers(&Presented::from_headers(&map)),
+            Ok(Pending::Signature { key_verified: true })
         );
     }
 

@@ -102,7 +102,8 @@ impl Deduplicator {
         Self::with_window(mode, SQS_DEDUP_WINDOW)
     }
 
-    /// A shorter window lets tests watch entries expire.
+    /// How long ids are remembered: SQS's window, plus however long a send may take after
+    /// the id is chosen (a shorter one lets tests watch entries expire).
     #[must_use]
     pub fn with_window(mode: DedupMode, window: Duration) -> Self {
         Self {
@@ -172,6 +173,7 @@ impl Deduplicator {
         // Issued to another event: this one's retries would have been found above.
         if state.issued.contains(&ms) {
             let mine = state.issue(key, now_ms, now + self.window);
+            drop(state); // not held while logging
             tracing::warn!(
                 own = ms,
                 replacement = mine,
@@ -192,10 +194,12 @@ impl Deduplicator {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// How many event identities are remembered (for tests and metrics).
+    /// How many events are remembered: identities given an id here, and own ids reserved
+    /// (for tests and the `bridge_dedup_remembered_events` gauge).
     #[must_use]
     pub fn remembered(&self) -> usize {
-        self.lock().by_identity.len()
+        let state = self.lock();
+        state.by_identity.len() + state.own.len()
     }
 }
 
@@ -345,6 +349,26 @@ mod tests {
         let later = t0 + Duration::from_mins(5);
         assert_eq!(d.timestamp_for(key(3), 1_000, later), 1_002);
         assert_eq!(d.own_timestamp(key(4), 1_001, 1_000, later), None);
+
+        // An own id reserved at t0 is free again a window later...
+        let d = Deduplicator::with_window(DedupMode::Timestamp, Duration::from_mins(5));
+        assert_eq!(d.own_timestamp(key(1), 2_000, 2_000, t0), None);
+        assert_eq!(d.remembered(), 1);
+        let free = t0 + Duration::from_mins(5);
+        assert_eq!(d.timestamp_for(key(2), 2_000, free), 2_000);
+        // ...unless it was seen again meanwhile: each sighting reserves it for a window.
+        let d = Deduplicator::with_window(DedupMode::Timestamp, Duration::from_mins(5));
+        assert_eq!(d.own_timestamp(key(1), 2_000, 2_000, t0), None);
+        let again = t0 + Duration::from_mins(1);
+        assert_eq!(d.own_timestamp(key(1), 2_000, 2_000, again), None);
+        assert_eq!(d.timestamp_for(key(2), 2_000, free), 2_001);
+        let d2 = Deduplicator::with_window(DedupMode::Timestamp, Duration::from_mins(5));
+        assert_eq!(d2.own_timestamp(key(1), 2_000, 2_000, t0), None);
+        assert_eq!(d2.own_timestamp(key(1), 2_000, 2_000, again), None);
+        assert_eq!(
+            d2.timestamp_for(key(2), 2_000, again + Duration::from_mins(5)),
+            2_000
+        );
     }
 
     #[test]

@@ -38,9 +38,10 @@ pub struct AppState {
     pub in_flight: Arc<Semaphore>,
     /// The size of `in_flight`, so shutdown can wait for every permit to come back.
     pub max_in_flight: u32,
-    /// Caps the requests among `in_flight` whose signature still waits for the body (half
-    /// of them): whoever sends HMAC-shaped values with slow bodies can't take the slots
-    /// of senders that the headers already authenticated.
+    /// Caps the requests among `in_flight` from senders not yet known (an HMAC-shaped
+    /// signature waiting for the body, no API key) at half of them, rounded up: whoever
+    /// sends such values with slow bodies can't take the slots of senders the headers
+    /// already authenticated.
     pub unverified: Arc<Semaphore>,
     /// Set on SIGTERM/SIGINT: new webhooks get `503`, answered connections are closed.
     pub draining: Arc<AtomicBool>,
@@ -387,14 +388,16 @@ async fn forward(
         .try_acquire_owned()
         .map_err(|_| WebhookError::Overloaded)?;
     let unverified = match pending {
-        Pending::Signature => Some(
+        Pending::Signature {
+            key_verified: false,
+        } => Some(
             state
                 .unverified
                 .clone()
                 .try_acquire_owned()
                 .map_err(|_| WebhookError::Overloaded)?,
         ),
-        Pending::Done(_) => None,
+        Pending::Signature { key_verified: true } | Pending::Done(_) => None,
     };
     let body = read_body(req, payload, state.max_body_bytes, state.body_read_timeout).await?;
     let method = state.authenticator.check_body(&presented, pending, &body)?;

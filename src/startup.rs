@@ -138,7 +138,13 @@ impl Application {
                 config.allow_unauthenticated,
             ),
             queue: queues.probe(),
-            deduplicator: Arc::new(Deduplicator::new(config.dedup)),
+            // SQS's window starts when it accepts a message, up to a forward timeout after
+            // the id was chosen: remembered that much longer, an id is never given out
+            // again while SQS may still hold it.
+            deduplicator: Arc::new(Deduplicator::with_window(
+                config.dedup,
+                crate::dedup::SQS_DEDUP_WINDOW + config.forward_timeout,
+            )),
             default_group: config
                 .event_setup_id
                 .as_ref()
