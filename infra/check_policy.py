@@ -126,6 +126,13 @@ def check(template):
             )
         if any(isinstance(t, str) and ("*" in t or "?" in t) for t in targets):
             problems.append(f"{at}: Resource has wildcards")
+    # Deleting the stack, or an update that replaces a queue, must not delete the events
+    # still in it.
+    for name, resource in resources.items():
+        if resource.get("Type") == "AWS::SQS::Queue":
+            for key in ("DeletionPolicy", "UpdateReplacePolicy"):
+                if resource.get(key) != "Retain":
+                    problems.append(f"{name}: {key} must be Retain, so queued events outlive the stack")
     return problems
 
 
@@ -138,12 +145,12 @@ def main(argv):
         return 1
     problems = check(template)
     if problems:
-        print(f"check_policy: {path}: the bridge's IAM policy is not least privilege:", file=sys.stderr)
+        print(f"check_policy: {path}: the bridge's IAM policy is not least privilege, or a queue is not retained:", file=sys.stderr)
         for p in problems:
             print(f"  - {p}", file=sys.stderr)
         return 1
     print(f"check_policy: {path}: bridge policy allows only sqs:SendMessage and "
-          "sqs:GetQueueAttributes on the queue's ARN")
+          "sqs:GetQueueAttributes on the queue's ARN; queues are retained")
     return 0
 
 

@@ -32,6 +32,10 @@ impl SourcePolicy {
     /// The client's address: the peer, unless the peer is a trusted proxy, in which case
     /// the right-most `X-Forwarded-For` entry that is not itself a trusted proxy. Entries
     /// an untrusted peer sends are ignored, so they can't be spoofed.
+    ///
+    /// Only the entries read, from the right up to that one, must be addresses: what lies
+    /// to its left was written by the client or its proxies (`unknown`, a port), can't be
+    /// trusted anyway, and must not get a genuine sender refused.
     pub fn client_ip(&self, peer: IpAddr, headers: &HeaderMap) -> Result<IpAddr, AccessError> {
         if !contains(&self.trusted_proxies, peer) {
             return Ok(peer);
@@ -41,20 +45,14 @@ impl SourcePolicy {
             let text = value
                 .to_str()
                 .map_err(|_| AccessError::MalformedForwardedFor)?;
-            for hop in text.split(',') {
-                let hop = hop.trim();
-                if !hop.is_empty() {
-                    hops.push(
-                        hop.parse::<IpAddr>()
-                            .map_err(|_| AccessError::MalformedForwardedFor)?,
-                    );
-                }
-            }
+            hops.extend(text.split(',').map(str::trim).filter(|hop| !hop.is_empty()));
         }
         let mut client = peer;
         for hop in hops.into_iter().rev() {
-            client = hop;
-            if !contains(&self.trusted_proxies, hop) {
+            client = hop
+                .parse::<IpAddr>()
+                .map_err(|_| AccessError::MalformedForwardedFor)?;
+            if !contains(&self.trusted_proxies, client) {
                 break;
             }
         }
@@ -158,6 +156,16 @@ mod tests {
         );
         assert_eq!(
             p.check(Some(ip("10.0.1.2")), &xff(&["not-an-ip"])),
+            Err(AccessError::MalformedForwardedFor)
+        );
+        // What lies left of the deciding entry is not read: a sender's own proxy writing
+        // `unknown` does not get it refused.
+        assert_eq!(
+            p.check(Some(ip("10.0.1.2")), &xff(&["unknown, 52.200.5.50"])),
+            Ok(Some(ip("52.200.5.50")))
+        );
+        assert_eq!(
+            p.check(Some(ip("10.0.1.2")), &xff(&["52.200.5.50, 10.0.0.7:443"])),
             Err(AccessError::MalformedForwardedFor)
         );
     }

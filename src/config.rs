@@ -202,8 +202,8 @@ impl Config {
             })
             .transpose()?;
 
-        let shared_secrets = secret_list(get("BRIDGE_SHARED_SECRETS"));
-        let api_keys = secret_list(get("BRIDGE_API_KEYS"));
+        let shared_secrets = secret_list(get("BRIDGE_SHARED_SECRETS"))?;
+        let api_keys = secret_list(get("BRIDGE_API_KEYS"))?;
         let (value, source) = parse("BRIDGE_ALLOW_UNAUTHENTICATED", "false");
         let allow_unauthenticated = parse_bool(&value).map_err(|p| ConfigError::new(source, p))?;
         if shared_secrets.is_empty() && api_keys.is_empty() && !allow_unauthenticated {
@@ -419,8 +419,20 @@ fn read_file(path: &Path) -> Result<BTreeMap<&'static str, Raw>, ConfigError> {
             toml::Value::String(s) => s,
             toml::Value::Integer(i) => i.to_string(),
             toml::Value::Boolean(b) => b.to_string(),
-            // Joined into the environment's comma-separated form, so an item must not hold a
-            // comma: it would silently become two shorter values.
+            // Credentials keep their items whole, as the environment's JSON-array form.
+            toml::Value::Array(items) if CREDENTIAL_LISTS.contains(name) => {
+                let items = items
+                    .iter()
+                    .map(|item| {
+                        item.as_str().map(str::to_owned).ok_or_else(|| {
+                            ConfigError::new(&source, "list items must be strings")
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                serde_json::to_string(&items).unwrap_or_default()
+            }
+            // Other lists are joined into the environment's comma-separated form, so an item
+            // must not hold a comma: it would silently become two values.
             toml::Value::Array(items) => items
                 .iter()
                 .map(|item| match item.as_str() {
@@ -464,18 +476,61 @@ fn parse_queue_url(url: &str) -> Result<String, String> {
     Ok(url.to_owned())
 }
 
-/// A comma-separated list; several values allow rotation. Empty items are skipped.
-fn secret_list(raw: Option<&Raw>) -> Vec<SecretString> {
-    raw.map(|r| {
-        r.value
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(SecretString::from)
-            .collect()
-    })
-    .unwrap_or_default()
+/// A comma-separated list, or a JSON array of strings for values that hold a comma;
+/// several values allow rotation. Empty items are skipped. Errors never show a value.
+///
+/// A secret with a comma in it, given plainly, would become several shorter credentials,
+/// each of them accepted: so a list with an item under 8 characters is refused, and so is
+/// a JSON object (a key/value secret from Secrets Manager, given whole).
+fn secret_list(raw: Option<&Raw>) -> Result<Vec<SecretString>, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(Vec::new());
+    };
+    let text = raw.value.trim();
+    if text.starts_with('{') {
+        return Err(ConfigError::new(
+            &raw.source,
+            "looks like a JSON object (a key/value secret from Secrets Manager?): give the \
+             secret's value itself, or a JSON array of values",
+        ));
+    }
+    let items: Vec<String> = if text.starts_with('[') {
+        serde_json::from_str(text).map_err(|_| {
+            ConfigError::new(
+                &raw.source,
+                "starts with `[` but is not a JSON array of strings",
+            )
+        })?
+    } else {
+        let items: Vec<String> = text.split(',').map(|s| s.trim().to_owned()).collect();
+        let listed = items.iter().filter(|s| !s.is_empty()).count() > 1;
+        if listed
+            && items
+                .iter()
+                .any(|s| !s.is_empty() && s.chars().count() < MIN_LISTED_CHARS)
+        {
+            return Err(ConfigError::new(
+                &raw.source,
+                format!(
+                    "a comma-separated item is under {MIN_LISTED_CHARS} characters: if a \
+                     secret contains `,`, give the values as a JSON array, e.g. [\"a,b\", \"c\"]"
+                ),
+            ));
+        }
+        items
+    };
+    Ok(items
+        .into_iter()
+        .filter(|s| !s.trim().is_empty())
+        .map(SecretString::from)
+        .collect())
 }
+
+/// The settings read by [`secret_list`].
+const CREDENTIAL_LISTS: [&str; 2] = ["BRIDGE_SHARED_SECRETS", "BRIDGE_API_KEYS"];
+
+/// Shorter items of a comma-separated credential list are refused (see [`secret_list`]).
+const MIN_LISTED_CHARS: usize = 8;
 
 fn parse_bool(value: &str) -> Result<bool, String> {
     match value.to_ascii_lowercase().as_str() {
@@ -520,7 +575,11 @@ mod tests {
 
     #[test]
     fn defaults_apply() {
-        let c = load(&[("BRIDGE_QUEUE_URL", QUEUE), ("BRIDGE_API_KEYS", "a, b,")]).unwrap();
+        let c = load(&[
+            ("BRIDGE_QUEUE_URL", QUEUE),
+            ("BRIDGE_API_KEYS", "key-aaaa, key-bbbb,"),
+        ])
+        .unwrap();
         assert_eq!(c.api_keys.len(), 2);
         assert_eq!(c.listen.to_string(), "0.0.0.0:8080");
         assert_eq!(c.path, "/webhook");
@@ -590,7 +649,7 @@ mod tests {
             ("BRIDGE_QUEUE_URL", QUEUE),
             (
                 "BRIDGE_SHARED_SECRETS",
-                "tiny-1,a-long-enough-random-secret",
+                r#"["tiny-1", "a-long-enough-random-secret"]"#,
             ),
             ("BRIDGE_API_KEYS", "k"),
         ])
@@ -603,6 +662,36 @@ mod tests {
         );
         assert!(warnings.iter().all(|w| !w.contains("tiny-1")));
         assert!(c.warnings().is_empty(), "not on /readyz");
+    }
+
+    #[test]
+    fn a_secret_holding_a_comma_is_never_split_into_shorter_credentials() {
+        let with = |value: &str| {
+            load(&[
+                ("BRIDGE_QUEUE_URL", QUEUE),
+                ("BRIDGE_SHARED_SECRETS", value),
+            ])
+        };
+        // Split plainly, `Xk9q2mPz,7` would make `7` a valid credential.
+        let e = with("Xk9q2mPz,7").unwrap_err();
+        assert!(e.problem.contains("JSON array"), "{e}");
+        assert!(!e.to_string().contains("Xk9q2mPz"), "{e}");
+        let c = with(r#"["Xk9q2mPz,7", "second-secret-value"]"#).unwrap();
+        assert_eq!(c.shared_secrets.len(), 2);
+        assert_eq!(c.shared_secrets[0].expose_secret(), "Xk9q2mPz,7");
+        let e = with(r#"{"hmac": "Xk9q2mPz"}"#).unwrap_err();
+        assert!(e.problem.contains("JSON object"), "{e}");
+        assert!(!e.to_string().contains("Xk9q2mPz"), "{e}");
+        assert!(with(r#"["unterminated"#).is_err());
+        // Rotation lists of ordinary values, and a single short value, still load.
+        assert_eq!(
+            with("first-secret,second-secret")
+                .unwrap()
+                .shared_secrets
+                .len(),
+            2
+        );
+        assert_eq!(with("k").unwrap().shared_secrets.len(), 1);
     }
 
     #[test]
@@ -633,9 +722,20 @@ mod tests {
         assert_eq!(c.forward_timeout, Duration::from_secs(2));
         assert_eq!(c.path, "/hook");
 
+        // Credentials in a TOML list stay whole, commas and all; other lists can't hold one.
         std::fs::write(
             &path,
-            format!("queue_url = \"{QUEUE}\"\nshared_secrets = [\"a,b\"]\n"),
+            format!("queue_url = \"{QUEUE}\"\nshared_secrets = [\"a,b\", \"c\"]\n"),
+        )
+        .unwrap();
+        let c = Config::from_sources(Some(&path), |_| None).unwrap();
+        assert_eq!(c.shared_secrets[0].expose_secret(), "a,b");
+        assert_eq!(c.shared_secrets.len(), 2);
+        std::fs::write(
+            &path,
+            format!(
+                "queue_url = \"{QUEUE}\"\napi_keys = \"k\"\nallowed_sources = [\"10.0.0.1,10.0.0.2\"]\n"
+            ),
         )
         .unwrap();
         let e = Config::from_sources(Some(&path), |_| None).unwrap_err();

@@ -9,7 +9,7 @@ use futures_util::future::join_all;
 use serde_json::Value;
 
 use crate::fake_sqs::{FakeSqs, Fault};
-use crate::helpers::{TestApp, spawn_against, workn_event};
+use crate::helpers::{SECRET, TestApp, spawn_against, workn_event};
 use crate::observability::Counts;
 
 async fn app_on_fake(extra: &[(&str, &str)]) -> (FakeSqs, TestApp) {
@@ -182,8 +182,12 @@ async fn beyond_the_in_flight_cap_requests_get_503_at_once() {
         Fault::Latency(Duration::from_millis(1500)),
         Fault::Latency(Duration::from_millis(1500)),
     ]);
+    // With the raw secret, as the vendor sends it: known from the headers, so only the
+    // in-flight cap applies (HMAC-only senders also share half of it while their bodies
+    // are read, which `resilience::unverified_signatures_…` covers).
+    let raw = [("X-Payload-Signature", SECRET)];
     let bodies: Vec<String> = (0..2).map(|i| workn_event(&format!("slow-{i}"))).collect();
-    let slow = join_all(bodies.iter().map(|b| app.post_signed(b)));
+    let slow = join_all(bodies.iter().map(|b| app.post_with(&raw, b.clone())));
     let probe = async {
         // Once both slow forwards have reached the fake, both permits are taken.
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -191,7 +195,7 @@ async fn beyond_the_in_flight_cap_requests_get_503_at_once() {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let started = Instant::now();
-        let rejected = app.post_signed(&workn_event("over-cap")).await;
+        let rejected = app.post_with(&raw, workn_event("over-cap")).await;
         (started.elapsed(), rejected)
     };
 
