@@ -36,6 +36,7 @@ pub const SETTINGS: &[&str] = &[
     "BRIDGE_WORKERS",
     "BRIDGE_MAX_IN_FLIGHT",
     "BRIDGE_BODY_READ_TIMEOUT_MS",
+    "BRIDGE_READY_CACHE_MS",
     "BRIDGE_BATCH",
     "BRIDGE_BATCH_CONCURRENCY",
     "BRIDGE_METRICS_LISTEN",
@@ -97,6 +98,8 @@ pub struct Config {
     pub max_in_flight: usize,
     /// How long a client may take to send its body.
     pub body_read_timeout: Duration,
+    /// How long one `/readyz` answer is reused, so probes can't drive SQS calls.
+    pub ready_cache: Duration,
     /// Coalesce concurrent forwards into `SendMessageBatch` calls.
     pub batch: bool,
     /// Batch calls in flight at once.
@@ -127,6 +130,7 @@ impl fmt::Debug for Config {
             .field("workers", &self.workers)
             .field("max_in_flight", &self.max_in_flight)
             .field("body_read_timeout", &self.body_read_timeout)
+            .field("ready_cache", &self.ready_cache)
             .field("batch", &self.batch)
             .field("batch_concurrency", &self.batch_concurrency)
             .field("metrics_listen", &self.metrics_listen)
@@ -276,6 +280,10 @@ impl Config {
             100,
             600_000,
         )? as u64);
+        let ready_cache =
+            Duration::from_millis(
+                number(&parse("BRIDGE_READY_CACHE_MS", "1000"), 0, 60_000)? as u64
+            );
 
         let (value, source) = parse("BRIDGE_BATCH", "true");
         let batch = parse_bool(&value).map_err(|p| ConfigError::new(source, p))?;
@@ -339,6 +347,7 @@ impl Config {
             workers,
             max_in_flight,
             body_read_timeout,
+            ready_cache,
             batch,
             batch_concurrency,
             metrics_listen,

@@ -49,6 +49,39 @@ pub struct AppState {
     pub warnings: Vec<String>,
     /// Source allow-list, checked before authentication.
     pub sources: SourcePolicy,
+    /// The last `/readyz` answer, reused for `BRIDGE_READY_CACHE_MS`.
+    pub readiness: Arc<ReadinessCache>,
+}
+
+/// One readiness check at a time, its answer reused for a while: `/readyz` is public, and
+/// each check is a `GetQueueAttributes` call (billed, and up to a forward timeout long).
+pub struct ReadinessCache {
+    ttl: Duration,
+    last: tokio::sync::Mutex<Option<(Instant, Readiness)>>,
+}
+
+impl ReadinessCache {
+    #[must_use]
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            last: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// The cached answer while fresh, else a new check. Callers that arrive during a
+    /// check wait for it and share its answer.
+    pub async fn get(&self, queue: &dyn EventQueue) -> Readiness {
+        let mut last = self.last.lock().await;
+        if let Some((at, readiness)) = last.as_ref()
+            && at.elapsed() < self.ttl
+        {
+            return readiness.clone();
+        }
+        let readiness = queue.readiness().await;
+        *last = Some((Instant::now(), readiness.clone()));
+        readiness
+    }
 }
 
 /// Registers the routes; the webhook at `path`, and `/metrics` unless it has a listener
@@ -513,7 +546,7 @@ async fn healthz() -> HttpResponse {
 
 /// `GET /readyz`: ready only when the queue answers and is FIFO.
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    match state.queue.readiness().await {
+    match state.readiness.get(state.queue.as_ref()).await {
         Readiness::Ready {
             content_based_deduplication,
         } => HttpResponse::Ok().json(serde_json::json!({

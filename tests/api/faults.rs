@@ -435,3 +435,20 @@ async fn a_batch_call_ends_when_the_last_of_its_webhooks_has_been_answered() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// `/readyz` is public: probes share one `GetQueueAttributes` call per
+/// `BRIDGE_READY_CACHE_MS`, however many arrive (the fake counts the calls).
+#[tokio::test]
+async fn readiness_probes_share_one_sqs_call_while_it_is_fresh() {
+    let (fake, app) = app_on_fake(&[("BRIDGE_READY_CACHE_MS", "60000")]).await;
+    let probes = join_all((0..20).map(|_| app.get("/readyz"))).await;
+    assert!(probes.iter().all(|p| p.status() == 200));
+    assert_eq!(app.get("/readyz").await.status(), 200);
+    assert_eq!(fake.calls("GetQueueAttributes"), 1);
+
+    let (fake, app) = app_on_fake(&[("BRIDGE_READY_CACHE_MS", "0")]).await;
+    for _ in 0..3 {
+        assert_eq!(app.get("/readyz").await.status(), 200);
+    }
+    assert_eq!(fake.calls("GetQueueAttributes"), 3);
+}

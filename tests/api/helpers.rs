@@ -93,6 +93,8 @@ pub fn test_config(queue_url: &str, extra: &[(&str, &str)]) -> Config {
         ("BRIDGE_API_KEYS", &format!("{API_KEY},{API_KEY_2}")),
         ("BRIDGE_WORKERS", "2"),
         ("BRIDGE_FORWARD_TIMEOUT_MS", "5000"),
+        // Tests watch readiness change from one probe to the next.
+        ("BRIDGE_READY_CACHE_MS", "0"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
