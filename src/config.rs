@@ -428,32 +428,29 @@ fn read_file(path: &Path) -> Result<BTreeMap<&'static str, Raw>, ConfigError> {
             toml::Value::String(s) => s,
             toml::Value::Integer(i) => i.to_string(),
             toml::Value::Boolean(b) => b.to_string(),
-            // Credentials keep their items whole, as the environment's JSON-array form.
-            toml::Value::Array(items) if CREDENTIAL_LISTS.contains(name) => {
+            toml::Value::Array(items) => {
                 let items = items
                     .iter()
                     .map(|item| {
-                        item.as_str().map(str::to_owned).ok_or_else(|| {
-                            ConfigError::new(&source, "list items must be strings")
-                        })
+                        item.as_str()
+                            .map(str::to_owned)
+                            .ok_or_else(|| ConfigError::new(&source, "list items must be strings"))
                     })
                     .collect::<Result<Vec<_>, _>>()?;
-                serde_json::to_string(&items).unwrap_or_default()
-            }
-            // Other lists are joined into the environment's comma-separated form, so an item
-            // must not hold a comma: it would silently become two values.
-            toml::Value::Array(items) => items
-                .iter()
-                .map(|item| match item.as_str() {
-                    None => Err(ConfigError::new(&source, "list items must be strings")),
-                    Some(s) if s.contains(',') => Err(ConfigError::new(
+                if CREDENTIAL_LISTS.contains(name) {
+                    // Credentials keep their items whole, as the environment's JSON-array form.
+                    serde_json::to_string(&items).unwrap_or_default()
+                } else if items.iter().any(|s| s.contains(',')) {
+                    // Other lists become the environment's comma-separated form, where an
+                    // item holding a comma would silently become two values.
+                    return Err(ConfigError::new(
                         &source,
                         "a list item contains `,`, which separates values (as in the environment variable)",
-                    )),
-                    Some(s) => Ok(s.to_owned()),
-                })
-                .collect::<Result<Vec<_>, _>>()?
-                .join(","),
+                    ));
+                } else {
+                    items.join(",")
+                }
+            }
             _ => {
                 return Err(ConfigError::new(
                     &source,

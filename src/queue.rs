@@ -3,8 +3,6 @@
 //! Routes see only [`EventQueue`], so tests can put a fault-injecting fake behind the same
 //! seam, and other sends (batching) can be added without touching the HTTP layer.
 
-use std::sync::Arc;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -78,6 +76,40 @@ pub enum Readiness {
     },
 }
 
+impl Readiness {
+    /// The same as `/readyz` shows it: state and reason, not the logged detail (which
+    /// may carry SQS's request ids, different on every call).
+    #[must_use]
+    pub fn shows_as(&self, other: &Self) -> bool {
+        match (self, other) {
+            (
+                Self::Ready {
+                    content_based_deduplication: a,
+                },
+                Self::Ready {
+                    content_based_deduplication: b,
+                },
+            ) => a == b,
+            (Self::NotReady { reason: a, .. }, Self::NotReady { reason: b, .. }) => a == b,
+            _ => false,
+        }
+    }
+
+    /// Logs this answer (called when it differs from the last one).
+    pub(crate) fn log(&self) {
+        match self {
+            Self::Ready {
+                content_based_deduplication,
+            } => tracing::info!(content_based_deduplication, "queue is ready"),
+            Self::NotReady { reason, detail } => tracing::warn!(
+                reason,
+                detail,
+                "queue is not ready: webhooks get 503 until it is"
+            ),
+        }
+    }
+}
+
 /// Where authenticated, validated events go.
 #[async_trait]
 pub trait EventQueue: Send + Sync + 'static {
@@ -94,8 +126,6 @@ pub struct SqsQueue {
     client: aws_sdk_sqs::Client,
     queue_url: String,
     forward_timeout: Duration,
-    /// The last readiness seen, as `/readyz` shows it, so only changes are logged.
-    last_readiness: Arc<Mutex<Option<String>>>,
 }
 
 impl SqsQueue {
@@ -147,7 +177,6 @@ impl SqsQueue {
             client: aws_sdk_sqs::Client::from_conf(config),
             queue_url,
             forward_timeout,
-            last_readiness: Arc::default(),
         }
     }
 }
@@ -184,7 +213,6 @@ impl SqsQueue {
             client: aws_sdk_sqs::Client::from_conf(config),
             queue_url: self.queue_url.clone(),
             forward_timeout: self.forward_timeout,
-            last_readiness: Arc::clone(&self.last_readiness),
         }
     }
 }
@@ -267,36 +295,10 @@ impl EventQueue for SqsQueue {
         })
     }
 
-    /// Also logs each change: the first answer, and every change of state or of reason.
     async fn readiness(&self) -> Readiness {
         let readiness = self.check_queue().await;
         let ready = matches!(readiness, Readiness::Ready { .. });
         metrics::gauge!(metric::READY).set(if ready { 1.0 } else { 0.0 });
-        let shown = match &readiness {
-            Readiness::Ready {
-                content_based_deduplication,
-            } => format!("ready {content_based_deduplication}"),
-            Readiness::NotReady { reason, .. } => reason.clone(),
-        };
-        let changed = {
-            let mut last = self
-                .last_readiness
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            last.replace(shown.clone()).as_ref() != Some(&shown)
-        };
-        if changed {
-            match &readiness {
-                Readiness::Ready {
-                    content_based_deduplication,
-                } => tracing::info!(content_based_deduplication, "queue is ready"),
-                Readiness::NotReady { reason, detail } => tracing::warn!(
-                    reason,
-                    detail,
-                    "queue is not ready: webhooks get 503 until it is"
-                ),
-            }
-        }
         readiness
     }
 }

@@ -55,6 +55,7 @@ pub struct AppState {
 
 /// One readiness check at a time, its answer reused for a while: `/readyz` is public, and
 /// each check is a `GetQueueAttributes` call (billed, and up to a forward timeout long).
+/// It also logs each change: the first answer, and every change of state or reason.
 pub struct ReadinessCache {
     ttl: Duration,
     last: tokio::sync::Mutex<Option<(Instant, Readiness)>>,
@@ -79,6 +80,12 @@ impl ReadinessCache {
             return readiness.clone();
         }
         let readiness = queue.readiness().await;
+        if !last
+            .as_ref()
+            .is_some_and(|(_, seen)| seen.shows_as(&readiness))
+        {
+            readiness.log();
+        }
         *last = Some((Instant::now(), readiness.clone()));
         readiness
     }

@@ -240,10 +240,13 @@ impl Application {
     /// Logs whether the queue is ready, without holding up start-up: an SQS outage at
     /// deploy time must not stop the bridge from serving `/healthz`.
     pub fn report_readiness(&self) {
-        let queue = Arc::clone(&self.state.queue);
+        let (cache, queue) = (
+            Arc::clone(&self.state.readiness),
+            Arc::clone(&self.state.queue),
+        );
         tokio::spawn(async move {
-            // The queue logs the answer (and each later change) itself.
-            queue.readiness().await;
+            // The cache logs this first answer, and each later change `/readyz` sees.
+            cache.get(queue.as_ref()).await;
         });
     }
 
