@@ -163,7 +163,10 @@ deploy_stack() {
     local out
     if ! out="$(aws cloudformation update-stack "${common[@]}" 2>&1)"; then
       if grep -q "No updates are to be performed" <<<"$out"; then
-        log "no changes"
+        # Nothing to wait for; the stack keeps its state, which may be
+        # UPDATE_ROLLBACK_COMPLETE from an earlier failed update (a working stack).
+        log "no changes; stack $stack stays $current"
+        return 0
       else
         echo "$out" >&2
         exit 1
