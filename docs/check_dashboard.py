@@ -31,6 +31,8 @@ COUNTERS = {
 GAUGES = {
     "bridge_forwards_in_flight",
     "bridge_max_in_flight",
+    "bridge_buffered_body_bytes",
+    "bridge_max_buffered_body_bytes",
     "bridge_ready",
     "bridge_dedup_remembered_events",
     "bridge_build_info",

@@ -163,7 +163,7 @@ fn run(config: &Config) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async {
-        for warning in config.warnings().iter().chain(&config.credential_warnings()) {
+        for warning in config.warnings().iter().chain(&config.operator_warnings()) {
             tracing::warn!("{warning}");
         }
         if let Some(id) = &config.event_setup_id {

@@ -35,6 +35,7 @@ pub const SETTINGS: &[&str] = &[
     "BRIDGE_SHUTDOWN_TIMEOUT_S",
     "BRIDGE_WORKERS",
     "BRIDGE_MAX_IN_FLIGHT",
+    "BRIDGE_MAX_BUFFERED_BYTES",
     "BRIDGE_BODY_READ_TIMEOUT_MS",
     "BRIDGE_READY_CACHE_MS",
     "BRIDGE_BATCH",
@@ -96,6 +97,9 @@ pub struct Config {
     pub workers: usize,
     /// Forwards allowed at once; beyond, `503` at once instead of queueing in memory.
     pub max_in_flight: usize,
+    /// Bytes of webhook bodies held at once (read, waiting for SQS); beyond, `503`: what
+    /// bounds memory when large bodies arrive together.
+    pub max_buffered_bytes: usize,
     /// How long a client may take to send its body.
     pub body_read_timeout: Duration,
     /// How long one `/readyz` answer is reused, so probes can't drive SQS calls.
@@ -110,6 +114,9 @@ pub struct Config {
     pub sources: SourcePolicy,
     /// Native HTTPS; `None` serves plain HTTP (behind a TLS-terminating load balancer).
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// `BRIDGE_ALLOWED_SOURCES` was given but blank, so every source is allowed: worth a
+    /// warning, as it usually means a value that failed to arrive.
+    allowed_sources_blank: bool,
 }
 
 impl fmt::Debug for Config {
@@ -129,6 +136,7 @@ impl fmt::Debug for Config {
             .field("shutdown_timeout", &self.shutdown_timeout)
             .field("workers", &self.workers)
             .field("max_in_flight", &self.max_in_flight)
+            .field("max_buffered_bytes", &self.max_buffered_bytes)
             .field("body_read_timeout", &self.body_read_timeout)
             .field("ready_cache", &self.ready_cache)
             .field("batch", &self.batch)
@@ -136,6 +144,7 @@ impl fmt::Debug for Config {
             .field("metrics_listen", &self.metrics_listen)
             .field("sources", &self.sources)
             .field("tls", &self.tls.is_some())
+            .field("allowed_sources_blank", &self.allowed_sources_blank)
             .finish()
     }
 }
@@ -275,6 +284,20 @@ impl Config {
         let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
         let workers = number(&parse("BRIDGE_WORKERS", &cores.to_string()), 1, 256)?;
         let max_in_flight = number(&parse("BRIDGE_MAX_IN_FLIGHT", "1024"), 1, 1_000_000)?;
+        let buffered = parse(
+            "BRIDGE_MAX_BUFFERED_BYTES",
+            &DEFAULT_MAX_BUFFERED_BYTES.to_string(),
+        );
+        let max_buffered_bytes = number(&buffered, 1, 1 << 36)?;
+        if max_buffered_bytes < max_body_bytes {
+            return Err(ConfigError::new(
+                &buffered.1,
+                format!(
+                    "{max_buffered_bytes} is less than BRIDGE_MAX_BODY_BYTES ({max_body_bytes}): \
+                     the largest allowed event could never be accepted"
+                ),
+            ));
+        }
         let body_read_timeout = Duration::from_millis(number(
             &parse("BRIDGE_BODY_READ_TIMEOUT_MS", "15000"),
             100,
@@ -331,6 +354,10 @@ impl Config {
             }
         };
 
+        let allowed_sources_blank = raw
+            .get("BRIDGE_ALLOWED_SOURCES")
+            .is_some_and(|r| r.value.trim().is_empty());
+
         Ok(Self {
             queue_url,
             event_setup_id,
@@ -346,6 +373,7 @@ impl Config {
             shutdown_timeout,
             workers,
             max_in_flight,
+            max_buffered_bytes,
             body_read_timeout,
             ready_cache,
             batch,
@@ -353,6 +381,7 @@ impl Config {
             metrics_listen,
             sources,
             tls,
+            allowed_sources_blank,
         })
     }
 
@@ -377,9 +406,34 @@ impl Config {
     }
 
     /// Warnings for the start-up log and `check-config`, not for `/readyz`, which anyone
-    /// can read: a credential short enough to guess.
+    /// can read: a credential short enough to guess, an allow-list that allows everyone,
+    /// timeouts that let a drain cut forwards short.
     #[must_use]
-    pub fn credential_warnings(&self) -> Vec<String> {
+    pub fn operator_warnings(&self) -> Vec<String> {
+        let mut warnings = self.credential_warnings();
+        if self.allowed_sources_blank {
+            warnings.push(
+                "BRIDGE_ALLOWED_SOURCES is set but empty, so every source address is allowed; \
+                 give the vendor's addresses, or unset it to allow all on purpose"
+                    .to_owned(),
+            );
+        }
+        // A request holds its slot while its body arrives and then while SQS answers; the
+        // drain after SIGTERM waits BRIDGE_SHUTDOWN_TIMEOUT_S for every slot.
+        let longest = self.body_read_timeout + self.forward_timeout;
+        if longest > self.shutdown_timeout {
+            warnings.push(format!(
+                "BRIDGE_SHUTDOWN_TIMEOUT_S ({} s) is shorter than BRIDGE_BODY_READ_TIMEOUT_MS + \
+                 BRIDGE_FORWARD_TIMEOUT_MS ({} ms): a forward in progress at SIGTERM can be cut \
+                 off after SQS stored its event, and the sender's retry may then be queued again",
+                self.shutdown_timeout.as_secs(),
+                longest.as_millis()
+            ));
+        }
+        warnings
+    }
+
+    fn credential_warnings(&self) -> Vec<String> {
         let short = |list: &[SecretString]| {
             list.iter()
                 .filter(|s| s.expose_secret().chars().count() < MIN_CREDENTIAL_CHARS)
@@ -399,6 +453,10 @@ impl Config {
         .collect()
     }
 }
+
+/// The default for `BRIDGE_MAX_BUFFERED_BYTES`: 64 MiB, room for 64 of the largest bodies
+/// or tens of thousands of typical ones, well inside a 512 MiB container.
+pub const DEFAULT_MAX_BUFFERED_BYTES: usize = 64 << 20;
 
 /// Shorter credentials are accepted, with a warning.
 const MIN_CREDENTIAL_CHARS: usize = 16;
@@ -660,7 +718,7 @@ mod tests {
             ("BRIDGE_API_KEYS", "k"),
         ])
         .unwrap();
-        let warnings = c.credential_warnings();
+        let warnings = c.operator_warnings();
         assert_eq!(warnings.len(), 2, "{warnings:?}");
         assert_eq!(
             warnings[0],
@@ -668,6 +726,59 @@ mod tests {
         );
         assert!(warnings.iter().all(|w| !w.contains("tiny-1")));
         assert!(c.warnings().is_empty(), "not on /readyz");
+    }
+
+    #[test]
+    fn a_blank_allow_list_and_a_drain_shorter_than_a_forward_are_warned_about() {
+        let c = load(&[
+            ("BRIDGE_QUEUE_URL", QUEUE),
+            ("BRIDGE_API_KEYS", "a-long-enough-api-key"),
+        ])
+        .unwrap();
+        assert!(
+            c.operator_warnings().is_empty(),
+            "defaults: 15 s + 10 s within 30 s"
+        );
+        let c = load(&[
+            ("BRIDGE_QUEUE_URL", QUEUE),
+            ("BRIDGE_API_KEYS", "a-long-enough-api-key"),
+            ("BRIDGE_ALLOWED_SOURCES", " "),
+            ("BRIDGE_SHUTDOWN_TIMEOUT_S", "20"),
+        ])
+        .unwrap();
+        assert!(c.sources.allowed.is_empty());
+        let warnings = c.operator_warnings();
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].starts_with("BRIDGE_ALLOWED_SOURCES is set but empty"));
+        assert!(
+            warnings[1].contains("(20 s) is shorter than"),
+            "{}",
+            warnings[1]
+        );
+        assert!(warnings[1].contains("(25000 ms)"), "{}", warnings[1]);
+        assert!(c.warnings().is_empty(), "not on /readyz");
+    }
+
+    #[test]
+    fn the_buffer_budget_must_hold_the_largest_body() {
+        let with = |pairs: &[(&str, &str)]| {
+            let mut all = vec![("BRIDGE_QUEUE_URL", QUEUE), ("BRIDGE_API_KEYS", "k")];
+            all.extend_from_slice(pairs);
+            load(&all)
+        };
+        assert_eq!(
+            with(&[]).unwrap().max_buffered_bytes,
+            DEFAULT_MAX_BUFFERED_BYTES
+        );
+        let e = with(&[("BRIDGE_MAX_BUFFERED_BYTES", "65536")]).unwrap_err();
+        assert_eq!(e.setting, "BRIDGE_MAX_BUFFERED_BYTES");
+        assert!(e.problem.contains("less than BRIDGE_MAX_BODY_BYTES"), "{e}");
+        let c = with(&[
+            ("BRIDGE_MAX_BUFFERED_BYTES", "65536"),
+            ("BRIDGE_MAX_BODY_BYTES", "65536"),
+        ])
+        .unwrap();
+        assert_eq!(c.max_buffered_bytes, 65536);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use bytes::BytesMut;
 use futures_util::StreamExt as _;
 use serde::Serialize;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::access::{AccessError, SourcePolicy};
 use crate::auth::{AuthError, Authenticator, Pending, Presented};
@@ -43,6 +43,12 @@ pub struct AppState {
     /// sends such values with slow bodies can't take the slots of senders the headers
     /// already authenticated.
     pub unverified: Arc<Semaphore>,
+    /// One permit per byte of body held (`BRIDGE_MAX_BUFFERED_BYTES`), taken as chunks
+    /// arrive and kept until the webhook is answered: `in_flight` alone would let 1,024
+    /// one-MiB bodies take a gigabyte.
+    pub buffered: Arc<Semaphore>,
+    /// The size of `buffered`, for `/metrics`.
+    pub max_buffered_bytes: usize,
     /// Set on SIGTERM/SIGINT: new webhooks get `503`, answered connections are closed.
     pub draining: Arc<AtomicBool>,
     /// Shown on `/readyz` (e.g. authentication disabled).
@@ -111,6 +117,12 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     {
         metrics::gauge!(metric::FORWARDS_IN_FLIGHT).set(in_flight as f64);
         metrics::gauge!(metric::MAX_IN_FLIGHT).set(f64::from(state.max_in_flight));
+        metrics::gauge!(metric::BUFFERED_BODY_BYTES).set(
+            (state
+                .max_buffered_bytes
+                .saturating_sub(state.buffered.available_permits())) as f64,
+        );
+        metrics::gauge!(metric::MAX_BUFFERED_BODY_BYTES).set(state.max_buffered_bytes as f64);
         metrics::gauge!(metric::DEDUP_REMEMBERED).set(state.deduplicator.remembered() as f64);
     }
     let handle = crate::telemetry::prometheus();
@@ -142,6 +154,10 @@ pub enum WebhookError {
     NoGroup,
     #[error("too many events are being forwarded right now; retry shortly")]
     Overloaded,
+    #[error(
+        "the event bodies already waiting for the queue fill BRIDGE_MAX_BUFFERED_BYTES; retry shortly"
+    )]
+    BufferFull,
     #[error("the bridge is shutting down; retry shortly")]
     ShuttingDown,
     #[error(transparent)]
@@ -161,7 +177,7 @@ impl WebhookError {
             Self::BodyRead(_) => "body_unreadable",
             Self::Invalid(e) => e.code(),
             Self::NoGroup => "missing_group_id",
-            Self::Overloaded => "overloaded",
+            Self::Overloaded | Self::BufferFull => "overloaded",
             Self::ShuttingDown => "shutting_down",
             Self::Queue(e) => e.code(),
         }
@@ -179,7 +195,7 @@ impl WebhookError {
             | Self::NoGroup => "invalid",
             Self::TooLarge(_) => "too_large",
             Self::BodyTimeout(_) => "timeout",
-            Self::Overloaded => "overloaded",
+            Self::Overloaded | Self::BufferFull => "overloaded",
             Self::ShuttingDown => "shutting_down",
             Self::Queue(SendError::Invalid { .. }) => "rejected",
             Self::Queue(_) => "unavailable",
@@ -201,7 +217,7 @@ impl WebhookError {
 
     fn retry_after(&self) -> Option<u32> {
         match self {
-            Self::Overloaded | Self::ShuttingDown => Some(1),
+            Self::Overloaded | Self::BufferFull | Self::ShuttingDown => Some(1),
             Self::Queue(SendError::Invalid { .. }) => None,
             Self::Queue(_) => Some(5),
             _ => None,
@@ -227,7 +243,7 @@ impl ResponseError for WebhookError {
             | Self::Invalid(_)
             | Self::NoGroup
             | Self::Queue(SendError::Invalid { .. }) => StatusCode::BAD_REQUEST,
-            Self::Overloaded | Self::ShuttingDown | Self::Queue(_) => {
+            Self::Overloaded | Self::BufferFull | Self::ShuttingDown | Self::Queue(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
         }
@@ -365,7 +381,10 @@ async fn webhook(
         Err(error) => {
             let level_warn = matches!(
                 error,
-                WebhookError::Queue(_) | WebhookError::Overloaded | WebhookError::ShuttingDown
+                WebhookError::Queue(_)
+                    | WebhookError::Overloaded
+                    | WebhookError::BufferFull
+                    | WebhookError::ShuttingDown
             );
             let cause = match error {
                 WebhookError::Queue(e) => e.to_string(),
@@ -439,7 +458,8 @@ async fn forward(
         ),
         Pending::Signature { key_verified: true } | Pending::Done(_) => None,
     };
-    let body = read_body(req, payload, state.max_body_bytes, state.body_read_timeout).await?;
+    // Held until the webhook is answered: the body stays in memory until SQS has it.
+    let (body, _buffered) = read_body(req, payload, state).await?;
     let method = state.authenticator.check_body(&presented, pending, &body)?;
     drop(unverified);
     log.auth = Some(method.as_str());
@@ -513,12 +533,14 @@ fn check_content_type(req: &HttpRequest) -> Result<(), WebhookError> {
 
 /// Reads the body, enforcing the limit while reading: a declared oversized length is
 /// refused before any byte is read, and a stream that grows past the limit is cut off.
+/// Reads the body within `BRIDGE_BODY_READ_TIMEOUT_MS` and `BRIDGE_MAX_BODY_BYTES`,
+/// taking a permit of `buffered` for each byte as it arrives.
 async fn read_body(
     req: &HttpRequest,
     mut payload: web::Payload,
-    limit: usize,
-    timeout: Duration,
-) -> Result<BytesMut, WebhookError> {
+    state: &AppState,
+) -> Result<(BytesMut, Option<OwnedSemaphorePermit>), WebhookError> {
+    let (limit, timeout) = (state.max_body_bytes, state.body_read_timeout);
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -532,14 +554,24 @@ async fn read_body(
         // 1 MiB and sends nothing holds no more than that.
         let mut body =
             BytesMut::with_capacity(declared.unwrap_or(8 * 1024).min(limit).min(64 * 1024));
+        let mut held: Option<OwnedSemaphorePermit> = None;
         while let Some(chunk) = payload.next().await {
             let chunk = chunk.map_err(|e| WebhookError::BodyRead(e.to_string()))?;
             if body.len() + chunk.len() > limit {
                 return Err(WebhookError::TooLarge(limit));
             }
+            // A chunk is never larger than the body limit, itself far below 4 GiB.
+            let bytes = u32::try_from(chunk.len()).map_err(|_| WebhookError::TooLarge(limit))?;
+            let permit = Arc::clone(&state.buffered)
+                .try_acquire_many_owned(bytes)
+                .map_err(|_| WebhookError::BufferFull)?;
+            match &mut held {
+                Some(held) => held.merge(permit),
+                None => held = Some(permit),
+            }
             body.extend_from_slice(&chunk);
         }
-        Ok(body)
+        Ok((body, held))
     };
     tokio::time::timeout(timeout, read)
         .await

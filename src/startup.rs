@@ -153,6 +153,8 @@ impl Application {
             body_read_timeout: config.body_read_timeout,
             in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
             unverified: Arc::new(Semaphore::new(config.max_in_flight.div_ceil(2))),
+            buffered: Arc::new(Semaphore::new(config.max_buffered_bytes)),
+            max_buffered_bytes: config.max_buffered_bytes,
             readiness: Arc::new(routes::ReadinessCache::new(config.ready_cache)),
             max_in_flight: u32::try_from(config.max_in_flight).unwrap_or(u32::MAX),
             draining: Arc::new(AtomicBool::new(false)),

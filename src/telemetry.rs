@@ -150,6 +150,8 @@ pub mod metric {
     pub const SQS_BATCH_SIZE: &str = "bridge_sqs_batch_size";
     pub const FORWARDS_IN_FLIGHT: &str = "bridge_forwards_in_flight";
     pub const MAX_IN_FLIGHT: &str = "bridge_max_in_flight";
+    pub const BUFFERED_BODY_BYTES: &str = "bridge_buffered_body_bytes";
+    pub const MAX_BUFFERED_BODY_BYTES: &str = "bridge_max_buffered_body_bytes";
     pub const READY: &str = "bridge_ready";
     pub const DEDUP_REMEMBERED: &str = "bridge_dedup_remembered_events";
     pub const BUILD_INFO: &str = "bridge_build_info";

@@ -190,7 +190,7 @@ pub async fn check_config(config: &Config) -> Report {
     for warning in config
         .warnings()
         .into_iter()
-        .chain(config.credential_warnings())
+        .chain(config.operator_warnings())
     {
         report.warn(warning);
     }

@@ -320,3 +320,78 @@ async fn kill_9_under_load_loses_no_acknowledged_event() {
     assert!(lost.is_empty(), "acknowledged but not queued: {lost:?}");
     assert_eq!(queued.len(), queued_set.len(), "an event was queued twice");
 }
+
+/// Bodies still arriving or waiting for SQS hold `BRIDGE_MAX_BUFFERED_BYTES` between
+/// them: past it a webhook gets `503 overloaded` at once, small events still fit, and the
+/// bytes come back when a request ends.
+#[tokio::test]
+async fn bodies_held_at_once_are_capped_in_bytes() {
+    let app = spawn_app(&[
+        ("BRIDGE_MAX_BODY_BYTES", "65536"),
+        ("BRIDGE_MAX_BUFFERED_BYTES", "65536"),
+    ])
+    .await;
+    // An authenticated sender that declares 60,000 bytes and sends 40,000 of them.
+    let mut slow = tokio::net::TcpStream::connect(("127.0.0.1", app.port))
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         X-Api-Key: {API_KEY}\r\nContent-Length: 60000\r\n\r\n"
+    );
+    slow.write_all(head.as_bytes()).await.unwrap();
+    slow.write_all(&vec![b' '; 40_000]).await.unwrap();
+    let buffered = || async {
+        let text = app.get("/metrics").await.text().await.unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix("bridge_buffered_body_bytes "))
+            .map_or(0.0, |v| v.trim().parse::<f64>().unwrap())
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while buffered().await < 40_000.0 {
+        assert!(Instant::now() < deadline, "the partial body never arrived");
+        tokio::task::yield_now().await;
+    }
+
+    // 40,000 + 30,000 bytes would pass the cap: refused, nothing queued.
+    let padding = " ".repeat(30_000);
+    let big = format!("{}{padding}", workn_event("too-big-for-now"));
+    let refused = app
+        .post_with(
+            &[("Content-Type", "application/json"), ("X-Api-Key", API_KEY)],
+            big.clone(),
+        )
+        .await;
+    assert_eq!(refused.status(), 503);
+    assert_eq!(refused.headers()["retry-after"], "1");
+    let answer: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(answer["error"], "overloaded");
+    assert!(
+        answer["detail"]
+            .as_str()
+            .unwrap()
+            .contains("BRIDGE_MAX_BUFFERED_BYTES"),
+        "{answer}"
+    );
+
+    // A typical event still fits.
+    let small = workn_event("fits-beside-it");
+    assert_eq!(app.post_signed(&small).await.status(), 200);
+    assert_eq!(app.queued_bodies(1).await, vec![small]);
+
+    // The slow sender goes away; its bytes are released and the large event is accepted.
+    drop(slow);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while buffered().await > 0.0 {
+        assert!(Instant::now() < deadline, "the bytes were never released");
+        tokio::task::yield_now().await;
+    }
+    let accepted = app
+        .post_with(
+            &[("Content-Type", "application/json"), ("X-Api-Key", API_KEY)],
+            big.clone(),
+        )
+        .await;
+    assert_eq!(accepted.status(), 200);
+    assert_eq!(app.queued_bodies(1).await, vec![big]);
+}
