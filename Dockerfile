@@ -19,13 +19,12 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     && install -D -m 0755 target/release/webhook-sqs-bridge /out/webhook-sqs-bridge
 
 FROM debian:bookworm-slim
-# ca-certificates: TLS to AWS. curl: the HEALTHCHECK below and ECS's container health
-# check (the binary has no health subcommand). DL3008 (unpinned apt versions) is off:
-# bookworm's archive drops superseded versions, so exact pins would break rebuilds; the
-# base image tag fixes the Debian release.
+# ca-certificates: TLS to AWS. No curl: health checks run the binary's own `healthcheck`.
+# DL3008 (unpinned apt versions) is off: bookworm's archive drops superseded versions, so
+# exact pins would break rebuilds; the base image tag fixes the Debian release.
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends ca-certificates curl \
+    && apt-get install -y --no-install-recommends ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --system --gid 10001 bridge \
     && useradd --system --uid 10001 --gid bridge --no-create-home --shell /usr/sbin/nologin bridge
@@ -35,10 +34,11 @@ ENV BRIDGE_LISTEN=0.0.0.0:8080
 EXPOSE 8080
 # Numeric, so platforms that enforce "run as non-root" can verify it.
 USER 10001:10001
-# Liveness only: /healthz answers while the process serves; /readyz (the queue answers)
-# is for load balancers.
+# Liveness only: `healthcheck` asks /healthz on loopback, at the port and with the TLS
+# setting of the container's own configuration (BRIDGE_LISTEN, BRIDGE_TLS_*);
+# `healthcheck --ready` (the queue answers) is what load balancers ask of /readyz.
 HEALTHCHECK --interval=15s --timeout=3s --start-period=5s --retries=3 \
-    CMD ["curl", "-fsS", "-o", "/dev/null", "http://127.0.0.1:8080/healthz"]
+    CMD ["/usr/local/bin/webhook-sqs-bridge", "healthcheck", "--timeout-ms", "2500"]
 # SIGTERM (the default stop signal) makes the bridge drain in-flight forwards for up to
 # BRIDGE_SHUTDOWN_TIMEOUT_S (30 s) before it exits.
 ENTRYPOINT ["/usr/local/bin/webhook-sqs-bridge"]

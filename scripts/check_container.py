@@ -78,8 +78,11 @@ def check_dockerfile(repo):
     healthchecks = [r for w, r in items if w == "HEALTHCHECK"]
     if not healthchecks or healthchecks[-1].upper().startswith("NONE"):
         problems.append("Dockerfile: the final stage has no HEALTHCHECK")
-    elif "/healthz" not in healthchecks[-1]:
-        problems.append("Dockerfile: the HEALTHCHECK should probe /healthz")
+    elif "/healthz" not in healthchecks[-1] and not re.search(
+        r"webhook-sqs-bridge\W+healthcheck\b(?!\W+--ready)", healthchecks[-1]
+    ):
+        problems.append("Dockerfile: the HEALTHCHECK should probe /healthz "
+                        "(or run `webhook-sqs-bridge healthcheck`, without --ready)")
     else:
         # The final image has only what the stage installs: the probe's tool must be there.
         tool = next((t for t in ("curl", "wget") if t in healthchecks[-1]), None)

@@ -77,6 +77,20 @@ enum Command {
     ///
     /// Example: BRIDGE_QUEUE_URL=... BRIDGE_API_KEYS=... AWS_PROFILE=prod webhook-sqs-bridge check-config
     CheckConfig,
+    /// Ask the bridge this configuration describes, on loopback, whether it serves
+    /// (`/healthz`; `/readyz` with --ready): exit 0 if it answers 200, 1 if not, 2 on a
+    /// configuration error. For container health checks: it follows BRIDGE_LISTEN and
+    /// BRIDGE_TLS_*, and the image needs no curl.
+    ///
+    /// Example: webhook-sqs-bridge healthcheck --timeout-ms 2000
+    Healthcheck {
+        /// Ask `/readyz` (the queue answers) instead of `/healthz` (the process serves).
+        #[arg(long)]
+        ready: bool,
+        /// How long to wait for the answer.
+        #[arg(long, default_value_t = 2000, value_name = "MS")]
+        timeout_ms: u64,
+    },
 }
 
 /// Runs the command line and turns failures into an exit code: 2 for configuration
@@ -99,6 +113,29 @@ pub fn main() -> ExitCode {
                 (None, None) => unreachable!("clap requires one"),
             };
             block_on(send_test_events(url, credential, event, count)).unwrap_or_else(|code| code)
+        }
+        Command::Healthcheck { ready, timeout_ms } => {
+            let config = match Config::load(cli.config.as_deref()) {
+                Ok(config) => config,
+                Err(e) => {
+                    eprintln!("configuration error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let timeout = std::time::Duration::from_millis(timeout_ms);
+            let checked =
+                block_on(async { Ok(crate::toolbox::healthcheck(&config, ready, timeout).await) });
+            match checked {
+                Ok(Ok(url)) => {
+                    println!("healthy: {url} answered 200");
+                    ExitCode::SUCCESS
+                }
+                Ok(Err(e)) => {
+                    println!("unhealthy: {e}");
+                    ExitCode::FAILURE
+                }
+                Err(code) => code,
+            }
         }
         Command::CheckConfig => {
             let config = match Config::load(cli.config.as_deref()) {

@@ -305,3 +305,98 @@ mod tests {
         }
     }
 }
+
+/// Why `healthcheck` found the bridge unhealthy.
+#[derive(Debug, thiserror::Error)]
+pub enum HealthError {
+    #[error("BRIDGE_LISTEN has port 0: the port the bridge chose is not known here")]
+    NoPort,
+    #[error("no answer from {url} within {timeout_ms} ms")]
+    Timeout { url: String, timeout_ms: u128 },
+    #[error("no answer from {url}: {source}")]
+    Transport {
+        url: String,
+        source: hyper_util::client::legacy::Error,
+    },
+    #[error("{url} answered {status}: {body}")]
+    Status {
+        url: String,
+        status: u16,
+        body: String,
+    },
+    #[error("the answer from {url} could not be read: {source}")]
+    Body { url: String, source: hyper::Error },
+}
+
+/// Asks the bridge this configuration describes, on loopback, for `/healthz` (or
+/// `/readyz`): what a container's health check runs, with no curl in the image and
+/// whatever the port or TLS setting. Returns the URL it asked.
+pub async fn healthcheck(
+    config: &Config,
+    ready: bool,
+    timeout: Duration,
+) -> Result<String, HealthError> {
+    let port = config.listen.port();
+    if port == 0 {
+        return Err(HealthError::NoPort);
+    }
+    let ip = match config.listen.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    let host = std::net::SocketAddr::new(ip, port);
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let path = if ready { "/readyz" } else { "/healthz" };
+    let url = format!("{scheme}://{host}{path}");
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(crate::tls::loopback_client_config())
+        .https_or_http()
+        .enable_http1()
+        .build();
+    let client: HttpClient =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build(https);
+    let ask = async {
+        let request = hyper::Request::get(&url)
+            .body(Full::new(Bytes::new()))
+            .expect("a URL built from an address is valid");
+        let response = client
+            .request(request)
+            .await
+            .map_err(|source| HealthError::Transport {
+                url: url.clone(),
+                source,
+            })?;
+        let status = response.status().as_u16();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|source| HealthError::Body {
+                url: url.clone(),
+                source,
+            })?
+            .to_bytes();
+        if status == 200 {
+            Ok(())
+        } else {
+            Err(HealthError::Status {
+                url: url.clone(),
+                status,
+                body: String::from_utf8_lossy(&body).into_owned(),
+            })
+        }
+    };
+    tokio::time::timeout(timeout, ask)
+        .await
+        .map_err(|_| HealthError::Timeout {
+            url: url.clone(),
+            timeout_ms: timeout.as_millis(),
+        })??;
+    Ok(url)
+}

@@ -265,3 +265,42 @@ async fn request_logs_carry_the_facts_and_never_a_secret_signature_or_body() {
             .any(|e| e["outcome"] == "unauthorized" && e["status"] == 401)
     );
 }
+
+/// `healthcheck` asks the bridge its own configuration describes: 0 while it serves (and,
+/// with --ready, while its queue answers), 1 with the reason once it is gone.
+#[tokio::test]
+async fn healthcheck_follows_the_configuration_and_fails_when_the_bridge_is_gone() {
+    let queue_url = create_queue(&sqs().await).await;
+    let (mut child, port, _logs) = start_bridge(&queue_url, &[]);
+    let listen = format!("127.0.0.1:{port}");
+    let check = |args: &[&str]| {
+        let mut command = bridge();
+        localstack_env(command.arg("healthcheck").args(args), &queue_url);
+        let out = command.env("BRIDGE_LISTEN", &listen).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+
+    let (code, said) = check(&[]);
+    assert_eq!(code, Some(0), "{said}");
+    assert_eq!(
+        said.trim(),
+        format!("healthy: http://{listen}/healthz answered 200")
+    );
+    let (code, said) = check(&["--ready"]);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(said.contains("/readyz answered 200"), "{said}");
+
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let (code, said) = check(&["--timeout-ms", "1000"]);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.starts_with("unhealthy: no answer from"), "{said}");
+
+    // A configuration `serve` would refuse is a configuration error here too.
+    let out = bridge().arg("healthcheck").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("BRIDGE_QUEUE_URL"));
+}

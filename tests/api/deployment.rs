@@ -70,6 +70,26 @@ async fn with_a_certificate_the_bridge_serves_https_and_forwards() {
             .await
             .is_err_or_not_ok()
     );
+    // The container health check speaks TLS to it when the configuration says so.
+    let mut healthcheck = crate::helpers::bridge_command();
+    crate::helpers::localstack_env(healthcheck.arg("healthcheck"), &app.queue_url);
+    let out = healthcheck
+        .envs([
+            ("BRIDGE_LISTEN", format!("0.0.0.0:{}", app.port).as_str()),
+            ("BRIDGE_TLS_CERT", cert_path.to_str().unwrap()),
+            ("BRIDGE_TLS_KEY", key_path.to_str().unwrap()),
+        ])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(
+        said.contains(&format!(
+            "https://127.0.0.1:{}/healthz answered 200",
+            app.port
+        )),
+        "{said}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
