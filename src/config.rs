@@ -45,6 +45,7 @@ pub const SETTINGS: &[&str] = &[
     "BRIDGE_TRUSTED_PROXIES",
     "BRIDGE_TLS_CERT",
     "BRIDGE_TLS_KEY",
+    "BRIDGE_TLS_RELOAD_S",
 ];
 
 /// A setting that can't be used, and why. The value itself is never shown: it may be a
@@ -334,11 +335,14 @@ impl Config {
             allowed: networks("BRIDGE_ALLOWED_SOURCES")?,
             trusted_proxies: networks("BRIDGE_TRUSTED_PROXIES")?,
         };
+        let tls_reload =
+            Duration::from_secs(number(&parse("BRIDGE_TLS_RELOAD_S", "60"), 0, 86_400)? as u64);
         let tls = match (get("BRIDGE_TLS_CERT"), get("BRIDGE_TLS_KEY")) {
             (None, None) => None,
             (Some(cert), Some(key)) => Some(crate::tls::server_config(
                 Path::new(cert.value.trim()),
                 Path::new(key.value.trim()),
+                tls_reload,
             )?),
             (Some(_), None) => {
                 return Err(ConfigError::new(

@@ -93,6 +93,74 @@ async fn with_a_certificate_the_bridge_serves_https_and_forwards() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// The certificate the bridge presents in a fresh handshake.
+async fn presented_certificate(port: u16) -> Vec<u8> {
+    let client = Arc::new(webhook_sqs_bridge::tls::loopback_client_config());
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let tls = tokio_rustls::TlsConnector::from(client)
+        .connect(
+            rustls_pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
+        .await
+        .expect("TLS handshake with the bridge");
+    tls.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+}
+
+/// A renewed certificate is served without a restart; files that can't be used are
+/// refused and the certificate in use stays.
+#[tokio::test]
+async fn a_renewed_certificate_is_served_without_a_restart() {
+    let generate = || rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let dir = std::env::temp_dir().join(format!("bridge-tls-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    // Written beside and renamed into place, as renewal tools do.
+    let install = |cert: &str, key: &str| {
+        for (path, text) in [(&cert_path, cert), (&key_path, key)] {
+            let fresh = path.with_extension("new");
+            std::fs::write(&fresh, text).unwrap();
+            std::fs::rename(&fresh, path).unwrap();
+        }
+    };
+    let first = generate();
+    install(&first.cert.pem(), &first.key_pair.serialize_pem());
+    let app = spawn_app(&[
+        ("BRIDGE_TLS_CERT", cert_path.to_str().unwrap()),
+        ("BRIDGE_TLS_KEY", key_path.to_str().unwrap()),
+        ("BRIDGE_TLS_RELOAD_S", "0"),
+    ])
+    .await;
+    assert_eq!(
+        presented_certificate(app.port).await,
+        first.cert.der().to_vec()
+    );
+
+    let renewed = generate();
+    install(&renewed.cert.pem(), &renewed.key_pair.serialize_pem());
+    assert_eq!(
+        presented_certificate(app.port).await,
+        renewed.cert.der().to_vec()
+    );
+
+    // A key that does not match, then a certificate file that is not PEM: still the
+    // renewed certificate.
+    let other = generate();
+    install(&renewed.cert.pem(), &other.key_pair.serialize_pem());
+    assert_eq!(
+        presented_certificate(app.port).await,
+        renewed.cert.der().to_vec()
+    );
+    install("not a certificate", &renewed.key_pair.serialize_pem());
+    assert_eq!(
+        presented_certificate(app.port).await,
+        renewed.cert.der().to_vec()
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 trait NotOk {
     fn is_err_or_not_ok(&self) -> bool;
 }
