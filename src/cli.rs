@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
-use crate::config::Config;
+use crate::config::{Config, Listener};
 use crate::startup::Application;
 use crate::toolbox::{Credential, SampleEvent, Sender, sample_event};
 
@@ -77,10 +77,10 @@ enum Command {
     ///
     /// Example: BRIDGE_QUEUE_URL=... BRIDGE_API_KEYS=... AWS_PROFILE=prod webhook-sqs-bridge check-config
     CheckConfig,
-    /// Ask the bridge this configuration describes, on loopback, whether it serves
-    /// (`/healthz`; `/readyz` with --ready): exit 0 if it answers 200, 1 if not, 2 on a
-    /// configuration error. For container health checks: it follows BRIDGE_LISTEN and
-    /// BRIDGE_TLS_*, and the image needs no curl.
+    /// Ask the bridge this configuration describes whether it serves (`/healthz`;
+    /// `/readyz` with --ready): exit 0 if it answers 200, else 1. For container health
+    /// checks: it reads only BRIDGE_LISTEN (a wildcard address is asked on loopback) and
+    /// whether BRIDGE_TLS_CERT is set, and the image needs no curl.
     ///
     /// Example: webhook-sqs-bridge healthcheck --timeout-ms 2000
     Healthcheck {
@@ -115,16 +115,17 @@ pub fn main() -> ExitCode {
             block_on(send_test_events(url, credential, event, count)).unwrap_or_else(|code| code)
         }
         Command::Healthcheck { ready, timeout_ms } => {
-            let config = match Config::load(cli.config.as_deref()) {
-                Ok(config) => config,
+            // Exit 1 here too: Docker reserves a health check's exit code 2.
+            let listener = match Listener::load(cli.config.as_deref()) {
+                Ok(listener) => listener,
                 Err(e) => {
-                    eprintln!("configuration error: {e}");
-                    return ExitCode::from(2);
+                    println!("unhealthy: configuration error: {e}");
+                    return ExitCode::FAILURE;
                 }
             };
             let timeout = std::time::Duration::from_millis(timeout_ms);
             let checked =
-                block_on(async { Ok(crate::toolbox::healthcheck(&config, ready, timeout).await) });
+                block_on(async { Ok(crate::toolbox::healthcheck(listener, ready, timeout).await) });
             match checked {
                 Ok(Ok(url)) => {
                     println!("healthy: {url} answered 200");

@@ -168,22 +168,7 @@ impl Config {
         file: Option<&Path>,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
-        let mut raw = match file {
-            Some(path) => read_file(path)?,
-            None => BTreeMap::new(),
-        };
-        for name in SETTINGS {
-            if let Some(value) = env(name) {
-                raw.insert(
-                    name,
-                    Raw {
-                        value,
-                        source: (*name).to_owned(),
-                    },
-                );
-            }
-        }
-        Self::from_raw(&raw)
+        Self::from_raw(&raw_settings(file, env)?)
     }
 
     fn from_raw(raw: &BTreeMap<&'static str, Raw>) -> Result<Self, ConfigError> {
@@ -228,13 +213,7 @@ impl Config {
             ));
         }
 
-        let (value, source) = parse("BRIDGE_LISTEN", "0.0.0.0:8080");
-        let listen = value.parse().map_err(|_| {
-            ConfigError::new(
-                source,
-                format!("must be an address and port such as 0.0.0.0:8080, got `{value}`"),
-            )
-        })?;
+        let listen = listen_address(raw)?;
 
         let (path, source) = parse("BRIDGE_PATH", "/webhook");
         if !path.starts_with('/')
@@ -289,13 +268,16 @@ impl Config {
             "BRIDGE_MAX_BUFFERED_BYTES",
             &DEFAULT_MAX_BUFFERED_BYTES.to_string(),
         );
-        let max_buffered_bytes = number(&buffered, 1, 1 << 36)?;
-        if max_buffered_bytes < max_body_bytes {
+        // Tokio's semaphores hold at most `MAX_PERMITS` (2^61 on 64-bit, 2^29 on 32-bit).
+        let max_permits = u64::try_from(tokio::sync::Semaphore::MAX_PERMITS).unwrap_or(u64::MAX);
+        let max_buffered_bytes = number(&buffered, 1, max_permits.min(1 << 36))?;
+        if max_buffered_bytes / 2 < max_body_bytes {
             return Err(ConfigError::new(
                 &buffered.1,
                 format!(
-                    "{max_buffered_bytes} is less than BRIDGE_MAX_BODY_BYTES ({max_body_bytes}): \
-                     the largest allowed event could never be accepted"
+                    "{max_buffered_bytes} is less than twice BRIDGE_MAX_BODY_BYTES ({max_body_bytes}): \
+                     half of it is what senders known only by their signature may hold, so the \
+                     largest allowed event from them could never be accepted"
                 ),
             ));
         }
@@ -326,7 +308,16 @@ impl Config {
         let networks = |name: &str| {
             get(name)
                 .map(|r| {
-                    access::parse_networks(&r.value).map_err(|p| ConfigError::new(&r.source, p))
+                    let list = access::parse_networks(&r.value)
+                        .map_err(|p| ConfigError::new(&r.source, p))?;
+                    if list.is_empty() {
+                        // `,`: most likely a template joining values that did not arrive.
+                        return Err(ConfigError::new(
+                            &r.source,
+                            "names no address, only separators; give IPs or CIDRs, or leave it unset",
+                        ));
+                    }
+                    Ok(list)
                 })
                 .transpose()
                 .map(Option::unwrap_or_default)
@@ -461,6 +452,77 @@ impl Config {
 /// The default for `BRIDGE_MAX_BUFFERED_BYTES`: 64 MiB, room for 64 of the largest bodies
 /// or tens of thousands of typical ones, well inside a 512 MiB container.
 pub const DEFAULT_MAX_BUFFERED_BYTES: usize = 64 << 20;
+
+/// Where `serve` listens, and whether with TLS: all `healthcheck` needs. Read without the
+/// rest of the configuration and without loading the TLS files, so that files changed
+/// under a running bridge (a renewal it refuses, an edited setting) don't make a bridge
+/// that still serves look dead to its container's health check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listener {
+    pub addr: SocketAddr,
+    pub tls: bool,
+}
+
+impl Listener {
+    /// Reads the listener settings from the process environment and an optional file.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::from_sources(file, |name| std::env::var(name).ok())
+    }
+
+    /// As [`Config::from_sources`], for the listener settings only.
+    pub fn from_sources(
+        file: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let raw = raw_settings(file, env)?;
+        Ok(Self {
+            addr: listen_address(&raw)?,
+            tls: raw
+                .get("BRIDGE_TLS_CERT")
+                .is_some_and(|r| !r.value.trim().is_empty()),
+        })
+    }
+}
+
+/// The file's settings, then the environment's over them.
+fn raw_settings(
+    file: Option<&Path>,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<BTreeMap<&'static str, Raw>, ConfigError> {
+    let mut raw = match file {
+        Some(path) => read_file(path)?,
+        None => BTreeMap::new(),
+    };
+    for name in SETTINGS {
+        if let Some(value) = env(name) {
+            raw.insert(
+                name,
+                Raw {
+                    value,
+                    source: (*name).to_owned(),
+                },
+            );
+        }
+    }
+    Ok(raw)
+}
+
+/// `BRIDGE_LISTEN`, `0.0.0.0:8080` when unset or blank.
+fn listen_address(raw: &BTreeMap<&'static str, Raw>) -> Result<SocketAddr, ConfigError> {
+    let Some(r) = raw
+        .get("BRIDGE_LISTEN")
+        .filter(|r| !r.value.trim().is_empty())
+    else {
+        return Ok(SocketAddr::from(([0, 0, 0, 0], 8080)));
+    };
+    let value = r.value.trim();
+    value.parse().map_err(|_| {
+        ConfigError::new(
+            &r.source,
+            format!("must be an address and port such as 0.0.0.0:8080, got `{value}`"),
+        )
+    })
+}
 
 /// Shorter credentials are accepted, with a warning.
 const MIN_CREDENTIAL_CHARS: usize = 16;
@@ -761,6 +823,16 @@ mod tests {
         );
         assert!(warnings[1].contains("(25000 ms)"), "{}", warnings[1]);
         assert!(c.warnings().is_empty(), "not on /readyz");
+        for name in ["BRIDGE_ALLOWED_SOURCES", "BRIDGE_TRUSTED_PROXIES"] {
+            let e = load(&[
+                ("BRIDGE_QUEUE_URL", QUEUE),
+                ("BRIDGE_API_KEYS", "k"),
+                (name, " , "),
+            ])
+            .unwrap_err();
+            assert_eq!(e.setting, name);
+            assert!(e.problem.starts_with("names no address"), "{e}");
+        }
     }
 
     #[test]
@@ -776,10 +848,19 @@ mod tests {
         );
         let e = with(&[("BRIDGE_MAX_BUFFERED_BYTES", "65536")]).unwrap_err();
         assert_eq!(e.setting, "BRIDGE_MAX_BUFFERED_BYTES");
-        assert!(e.problem.contains("less than BRIDGE_MAX_BODY_BYTES"), "{e}");
+        assert!(
+            e.problem.contains("less than twice BRIDGE_MAX_BODY_BYTES"),
+            "{e}"
+        );
+        let e = with(&[
+            ("BRIDGE_MAX_BUFFERED_BYTES", "65535"),
+            ("BRIDGE_MAX_BODY_BYTES", "32768"),
+        ])
+        .unwrap_err();
+        assert_eq!(e.setting, "BRIDGE_MAX_BUFFERED_BYTES");
         let c = with(&[
             ("BRIDGE_MAX_BUFFERED_BYTES", "65536"),
-            ("BRIDGE_MAX_BODY_BYTES", "65536"),
+            ("BRIDGE_MAX_BODY_BYTES", "32768"),
         ])
         .unwrap();
         assert_eq!(c.max_buffered_bytes, 65536);

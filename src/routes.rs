@@ -43,10 +43,14 @@ pub struct AppState {
     /// sends such values with slow bodies can't take the slots of senders the headers
     /// already authenticated.
     pub unverified: Arc<Semaphore>,
-    /// One permit per byte of body held (`BRIDGE_MAX_BUFFERED_BYTES`), taken as chunks
-    /// arrive and kept until the webhook is answered: `in_flight` alone would let 1,024
-    /// one-MiB bodies take a gigabyte.
+    /// One permit per byte of body held (`BRIDGE_MAX_BUFFERED_BYTES`), taken for the
+    /// declared length (or as chunks arrive) and kept until the webhook is answered:
+    /// `in_flight` alone would let 1,024 one-MiB bodies take a gigabyte.
     pub buffered: Arc<Semaphore>,
+    /// Half of `buffered`, which the bodies of senders not yet known (as for
+    /// `unverified`) also take from until their signature is checked: their bytes can't
+    /// crowd out senders the headers authenticated.
+    pub unverified_bytes: Arc<Semaphore>,
     /// The size of `buffered`, for `/metrics`.
     pub max_buffered_bytes: usize,
     /// Set on SIGTERM/SIGINT: new webhooks get `503`, answered connections are closed.
@@ -459,9 +463,10 @@ async fn forward(
         Pending::Signature { key_verified: true } | Pending::Done(_) => None,
     };
     // Held until the webhook is answered: the body stays in memory until SQS has it.
-    let (body, _buffered) = read_body(req, payload, state).await?;
+    let (body, mut bytes) = read_body(req, payload, state, unverified.is_some()).await?;
     let method = state.authenticator.check_body(&presented, pending, &body)?;
     drop(unverified);
+    bytes.verified();
     log.auth = Some(method.as_str());
 
     // One copy-free conversion: the same string is checked, hashed and sent.
@@ -531,15 +536,67 @@ fn check_content_type(req: &HttpRequest) -> Result<(), WebhookError> {
     }
 }
 
-/// Reads the body, enforcing the limit while reading: a declared oversized length is
-/// refused before any byte is read, and a stream that grows past the limit is cut off.
-/// Reads the body within `BRIDGE_BODY_READ_TIMEOUT_MS` and `BRIDGE_MAX_BODY_BYTES`,
-/// taking a permit of `buffered` for each byte as it arrives.
+/// The permits for one body's bytes: of `buffered`, and of `unverified_bytes` while its
+/// sender is not yet known. Dropping it gives them back.
+#[derive(Default)]
+struct BodyBytes {
+    taken: usize,
+    held: Option<OwnedSemaphorePermit>,
+    unverified: Option<OwnedSemaphorePermit>,
+}
+
+impl BodyBytes {
+    /// Takes permits until `total` bytes are covered, or refuses with `BufferFull`.
+    fn cover(
+        &mut self,
+        state: &AppState,
+        total: usize,
+        unverified: bool,
+    ) -> Result<(), WebhookError> {
+        let Some(more) = total.checked_sub(self.taken).filter(|n| *n > 0) else {
+            return Ok(());
+        };
+        // Never more than the body limit (about 1 MiB), far below 4 GiB.
+        let more32 = u32::try_from(more).map_err(|_| WebhookError::BufferFull)?;
+        let take = |from: &Arc<Semaphore>| {
+            Arc::clone(from)
+                .try_acquire_many_owned(more32)
+                .map_err(|_| WebhookError::BufferFull)
+        };
+        let unverified = unverified
+            .then(|| take(&state.unverified_bytes))
+            .transpose()?;
+        let held = take(&state.buffered)?;
+        for (slot, permit) in [
+            (&mut self.held, Some(held)),
+            (&mut self.unverified, unverified),
+        ] {
+            match (slot.as_mut(), permit) {
+                (Some(slot), Some(permit)) => slot.merge(permit),
+                (None, permit) => *slot = permit,
+                (Some(_), None) => {}
+            }
+        }
+        self.taken = total;
+        Ok(())
+    }
+
+    /// The sender is known now: its bytes no longer count against the unverified half.
+    fn verified(&mut self) {
+        self.unverified = None;
+    }
+}
+
+/// Reads the body within `BRIDGE_BODY_READ_TIMEOUT_MS`, enforcing
+/// `BRIDGE_MAX_BODY_BYTES` while reading (a declared oversized length is refused before
+/// any byte is read; a stream that grows past it is cut off) and taking byte permits for
+/// the declared length up front, or for each chunk of a chunked body as it arrives.
 async fn read_body(
     req: &HttpRequest,
     mut payload: web::Payload,
     state: &AppState,
-) -> Result<(BytesMut, Option<OwnedSemaphorePermit>), WebhookError> {
+    unverified: bool,
+) -> Result<(BytesMut, BodyBytes), WebhookError> {
     let (limit, timeout) = (state.max_body_bytes, state.body_read_timeout);
     let declared = req
         .headers()
@@ -549,29 +606,22 @@ async fn read_body(
     if declared.is_some_and(|n| n > limit) {
         return Err(WebhookError::TooLarge(limit));
     }
+    let mut bytes = BodyBytes::default();
+    bytes.cover(state, declared.unwrap_or(0), unverified)?;
     let read = async {
         // Not more than 64 KiB up front, whatever is declared: a sender that declares
         // 1 MiB and sends nothing holds no more than that.
         let mut body =
             BytesMut::with_capacity(declared.unwrap_or(8 * 1024).min(limit).min(64 * 1024));
-        let mut held: Option<OwnedSemaphorePermit> = None;
         while let Some(chunk) = payload.next().await {
             let chunk = chunk.map_err(|e| WebhookError::BodyRead(e.to_string()))?;
             if body.len() + chunk.len() > limit {
                 return Err(WebhookError::TooLarge(limit));
             }
-            // A chunk is never larger than the body limit, itself far below 4 GiB.
-            let bytes = u32::try_from(chunk.len()).map_err(|_| WebhookError::TooLarge(limit))?;
-            let permit = Arc::clone(&state.buffered)
-                .try_acquire_many_owned(bytes)
-                .map_err(|_| WebhookError::BufferFull)?;
-            match &mut held {
-                Some(held) => held.merge(permit),
-                None => held = Some(permit),
-            }
+            bytes.cover(state, body.len() + chunk.len(), unverified)?;
             body.extend_from_slice(&chunk);
         }
-        Ok((body, held))
+        Ok((body, bytes))
     };
     tokio::time::timeout(timeout, read)
         .await

@@ -28,6 +28,8 @@ pub fn server_config(
     reload_every: Duration,
 ) -> Result<Arc<ServerConfig>, ConfigError> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    // Stamped before reading, so files replaced meanwhile are read again.
+    let seen = stamp(cert, key);
     let current = load(cert, key, &provider)?;
     let resolver = ReloadingCertificate {
         cert: cert.to_owned(),
@@ -37,7 +39,7 @@ pub fn server_config(
         current: RwLock::new(Arc::new(current)),
         watch: Mutex::new(Watch {
             checked: Instant::now(),
-            seen: stamp(cert, key),
+            seen,
         }),
     };
     let mut config = ServerConfig::builder_with_provider(provider)
@@ -127,8 +129,10 @@ impl ReloadingCertificate {
     /// change of the files, and the certificate in use stays.
     fn refresh(&self) {
         // Handshakes that find another one checking go on with the current certificate.
-        let Ok(mut watch) = self.watch.try_lock() else {
-            return;
+        let mut watch = match self.watch.try_lock() {
+            Ok(watch) => watch,
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return,
         };
         if watch.checked.elapsed() < self.every {
             return;
@@ -175,7 +179,7 @@ impl ResolvesServerCert for ReloadingCertificate {
 /// for `127.0.0.1`, and may be private, so it is not verified against names or roots;
 /// the handshake's signatures still are. Nothing secret is sent over it.
 #[must_use]
-pub fn loopback_client_config() -> rustls::ClientConfig {
+pub(crate) fn loopback_client_config() -> rustls::ClientConfig {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     // No ALPN here: hyper-rustls refuses a configuration that sets its own.
     rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))

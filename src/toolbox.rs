@@ -10,7 +10,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
 use secrecy::{ExposeSecret as _, SecretString};
 
-use crate::config::Config;
+use crate::config::{Config, Listener};
 use crate::queue::EventQueue as _;
 use crate::queue::{Readiness, SqsQueue};
 
@@ -328,31 +328,28 @@ pub enum HealthError {
     Body { url: String, source: hyper::Error },
 }
 
-/// Asks the bridge this configuration describes, on loopback, for `/healthz` (or
-/// `/readyz`): what a container's health check runs, with no curl in the image and
-/// whatever the port or TLS setting. Returns the URL it asked.
+/// Asks the bridge that `listener` describes for `/healthz` (or `/readyz`): what a
+/// container's health check runs, with no curl in the image and whatever the port or TLS
+/// setting. A wildcard address is asked on loopback (`[::]` on `::1`, then on
+/// `127.0.0.1`, for containers without IPv6); a specific one at that address. Returns
+/// the URL that answered.
 pub async fn healthcheck(
-    config: &Config,
+    listener: Listener,
     ready: bool,
     timeout: Duration,
 ) -> Result<String, HealthError> {
-    let port = config.listen.port();
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let port = listener.addr.port();
     if port == 0 {
         return Err(HealthError::NoPort);
     }
-    let ip = match config.listen.ip() {
-        std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
-        std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
-        ip => ip,
+    let candidates: Vec<IpAddr> = match listener.addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => vec![Ipv4Addr::LOCALHOST.into()],
+        IpAddr::V6(ip) if ip.is_unspecified() => {
+            vec![Ipv6Addr::LOCALHOST.into(), Ipv4Addr::LOCALHOST.into()]
+        }
+        ip => vec![ip],
     };
-    let host = std::net::SocketAddr::new(ip, port);
-    let scheme = if config.tls.is_some() {
-        "https"
-    } else {
-        "http"
-    };
-    let path = if ready { "/readyz" } else { "/healthz" };
-    let url = format!("{scheme}://{host}{path}");
     let https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(crate::tls::loopback_client_config())
         .https_or_http()
@@ -361,42 +358,59 @@ pub async fn healthcheck(
     let client: HttpClient =
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
             .build(https);
-    let ask = async {
-        let request = hyper::Request::get(&url)
-            .body(Full::new(Bytes::new()))
-            .expect("a URL built from an address is valid");
-        let response = client
-            .request(request)
+    let scheme = if listener.tls { "https" } else { "http" };
+    let path = if ready { "/readyz" } else { "/healthz" };
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut last = None;
+    for ip in candidates {
+        let url = format!("{scheme}://{}{path}", std::net::SocketAddr::new(ip, port));
+        let asked = tokio::time::timeout_at(deadline, ask(&client, &url))
             .await
-            .map_err(|source| HealthError::Transport {
-                url: url.clone(),
-                source,
-            })?;
-        let status = response.status().as_u16();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|source| HealthError::Body {
-                url: url.clone(),
-                source,
-            })?
-            .to_bytes();
-        if status == 200 {
-            Ok(())
-        } else {
-            Err(HealthError::Status {
-                url: url.clone(),
-                status,
-                body: String::from_utf8_lossy(&body).into_owned(),
-            })
+            .unwrap_or_else(|_| {
+                Err(HealthError::Timeout {
+                    url: url.clone(),
+                    timeout_ms: timeout.as_millis(),
+                })
+            });
+        match asked {
+            Ok(()) => return Ok(url),
+            // Nothing listens there: the next address may be the one.
+            Err(e @ HealthError::Transport { .. }) => last = Some(e),
+            Err(e) => return Err(e),
         }
-    };
-    tokio::time::timeout(timeout, ask)
+    }
+    Err(last.expect("there is at least one address to ask"))
+}
+
+/// One `GET`; `Ok` only for `200`.
+async fn ask(client: &HttpClient, url: &str) -> Result<(), HealthError> {
+    let request = hyper::Request::get(url)
+        .body(Full::new(Bytes::new()))
+        .expect("a URL built from an address is valid");
+    let response = client
+        .request(request)
         .await
-        .map_err(|_| HealthError::Timeout {
-            url: url.clone(),
-            timeout_ms: timeout.as_millis(),
-        })??;
-    Ok(url)
+        .map_err(|source| HealthError::Transport {
+            url: url.to_owned(),
+            source,
+        })?;
+    let status = response.status().as_u16();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|source| HealthError::Body {
+            url: url.to_owned(),
+            source,
+        })?
+        .to_bytes();
+    if status == 200 {
+        Ok(())
+    } else {
+        Err(HealthError::Status {
+            url: url.to_owned(),
+            status,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        })
+    }
 }

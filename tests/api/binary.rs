@@ -299,8 +299,46 @@ async fn healthcheck_follows_the_configuration_and_fails_when_the_bridge_is_gone
     assert_eq!(code, Some(1), "{said}");
     assert!(said.starts_with("unhealthy: no answer from"), "{said}");
 
-    // A configuration `serve` would refuse is a configuration error here too.
-    let out = bridge().arg("healthcheck").output().unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("BRIDGE_QUEUE_URL"));
+    // Only the listener settings are read: a configuration `serve` would now refuse
+    // (here: no queue, no credential, TLS files that can't be read) does not make a
+    // running bridge look dead. With TLS files set, it asks over HTTPS.
+    let (mut second, port, _logs) = start_bridge(&queue_url, &[]);
+    let out = bridge()
+        .args(["healthcheck", "--timeout-ms", "1000"])
+        .env("BRIDGE_LISTEN", format!("0.0.0.0:{port}"))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    let out = bridge()
+        .args(["healthcheck", "--timeout-ms", "1000"])
+        .env("BRIDGE_LISTEN", format!("127.0.0.1:{port}"))
+        .env("BRIDGE_TLS_CERT", "/nonexistent/cert.pem")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "plain HTTP is not HTTPS: {said}"
+    );
+    assert!(
+        said.contains(&format!("https://127.0.0.1:{port}/healthz")),
+        "{said}"
+    );
+    second.kill().unwrap();
+    second.wait().unwrap();
+
+    // A listener setting it can't read: exit 1 (Docker reserves 2), naming the setting.
+    let out = bridge()
+        .arg("healthcheck")
+        .env("BRIDGE_LISTEN", "not-an-address")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.starts_with("unhealthy: configuration error: BRIDGE_LISTEN"),
+        "{said}"
+    );
 }

@@ -71,15 +71,15 @@ async fn with_a_certificate_the_bridge_serves_https_and_forwards() {
             .is_err_or_not_ok()
     );
     // The container health check speaks TLS to it when the configuration says so.
+    // (Run without blocking: the bridge under test shares this test's runtime.)
     let mut healthcheck = crate::helpers::bridge_command();
-    crate::helpers::localstack_env(healthcheck.arg("healthcheck"), &app.queue_url);
-    let out = healthcheck
-        .envs([
-            ("BRIDGE_LISTEN", format!("0.0.0.0:{}", app.port).as_str()),
-            ("BRIDGE_TLS_CERT", cert_path.to_str().unwrap()),
-            ("BRIDGE_TLS_KEY", key_path.to_str().unwrap()),
-        ])
+    healthcheck.arg("healthcheck").envs([
+        ("BRIDGE_LISTEN", format!("0.0.0.0:{}", app.port).as_str()),
+        ("BRIDGE_TLS_CERT", cert_path.to_str().unwrap()),
+    ]);
+    let out = tokio::process::Command::from(healthcheck)
         .output()
+        .await
         .unwrap();
     let said = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{said}");
@@ -93,9 +93,22 @@ async fn with_a_certificate_the_bridge_serves_https_and_forwards() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// The certificate the bridge presents in a fresh handshake.
-async fn presented_certificate(port: u16) -> Vec<u8> {
-    let client = Arc::new(webhook_sqs_bridge::tls::loopback_client_config());
+/// The certificate the bridge presents in a fresh handshake, to a client that trusts
+/// only `trusted`.
+async fn presented_certificate(port: u16, trusted: &[&rcgen::CertifiedKey]) -> Vec<u8> {
+    let mut roots = rustls::RootCertStore::empty();
+    for certified in trusted {
+        roots.add(certified.cert.der().clone()).unwrap();
+    }
+    let client = Arc::new(
+        rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth(),
+    );
     let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .unwrap();
@@ -125,7 +138,8 @@ async fn a_renewed_certificate_is_served_without_a_restart() {
             std::fs::rename(&fresh, path).unwrap();
         }
     };
-    let first = generate();
+    let (first, renewed, other) = (generate(), generate(), generate());
+    let trusted = [&first, &renewed, &other];
     install(&first.cert.pem(), &first.key_pair.serialize_pem());
     let app = spawn_app(&[
         ("BRIDGE_TLS_CERT", cert_path.to_str().unwrap()),
@@ -134,28 +148,26 @@ async fn a_renewed_certificate_is_served_without_a_restart() {
     ])
     .await;
     assert_eq!(
-        presented_certificate(app.port).await,
+        presented_certificate(app.port, &trusted).await,
         first.cert.der().to_vec()
     );
 
-    let renewed = generate();
     install(&renewed.cert.pem(), &renewed.key_pair.serialize_pem());
     assert_eq!(
-        presented_certificate(app.port).await,
+        presented_certificate(app.port, &trusted).await,
         renewed.cert.der().to_vec()
     );
 
     // A key that does not match, then a certificate file that is not PEM: still the
     // renewed certificate.
-    let other = generate();
     install(&renewed.cert.pem(), &other.key_pair.serialize_pem());
     assert_eq!(
-        presented_certificate(app.port).await,
+        presented_certificate(app.port, &trusted).await,
         renewed.cert.der().to_vec()
     );
     install("not a certificate", &renewed.key_pair.serialize_pem());
     assert_eq!(
-        presented_certificate(app.port).await,
+        presented_certificate(app.port, &trusted).await,
         renewed.cert.der().to_vec()
     );
     std::fs::remove_dir_all(&dir).unwrap();

@@ -321,77 +321,87 @@ async fn kill_9_under_load_loses_no_acknowledged_event() {
     assert_eq!(queued.len(), queued_set.len(), "an event was queued twice");
 }
 
-/// Bodies still arriving or waiting for SQS hold `BRIDGE_MAX_BUFFERED_BYTES` between
-/// them: past it a webhook gets `503 overloaded` at once, small events still fit, and the
-/// bytes come back when a request ends.
-#[tokio::test]
-async fn bodies_held_at_once_are_capped_in_bytes() {
-    let app = spawn_app(&[
-        ("BRIDGE_MAX_BODY_BYTES", "65536"),
-        ("BRIDGE_MAX_BUFFERED_BYTES", "65536"),
-    ])
-    .await;
-    // An authenticated sender that declares 60,000 bytes and sends 40,000 of them.
-    let mut slow = tokio::net::TcpStream::connect(("127.0.0.1", app.port))
+/// The bytes of bodies still arriving or waiting for SQS, from `/metrics`.
+async fn buffered_bytes(app: &crate::helpers::TestApp) -> f64 {
+    let text = app.get("/metrics").await.text().await.unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("bridge_buffered_body_bytes "))
+        .expect("the gauge is on /metrics")
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Polls `/metrics` until the held bytes satisfy `done`.
+async fn wait_for_buffered(app: &crate::helpers::TestApp, done: impl Fn(f64) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = buffered_bytes(app).await;
+        if done(now) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "still {now} bytes held");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A connection that sends a request head declaring `length` bytes and no body.
+async fn declare_body(port: u16, credential: (&str, &str), length: usize) -> tokio::net::TcpStream {
+    let mut client = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .unwrap();
     let head = format!(
         "POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
-         X-Api-Key: {API_KEY}\r\nContent-Length: 60000\r\n\r\n"
+         {}: {}\r\nContent-Length: {length}\r\n\r\n",
+        credential.0, credential.1
     );
-    slow.write_all(head.as_bytes()).await.unwrap();
-    slow.write_all(&vec![b' '; 40_000]).await.unwrap();
-    let buffered = || async {
-        let text = app.get("/metrics").await.text().await.unwrap();
-        text.lines()
-            .find_map(|l| l.strip_prefix("bridge_buffered_body_bytes "))
-            .map_or(0.0, |v| v.trim().parse::<f64>().unwrap())
+    client.write_all(head.as_bytes()).await.unwrap();
+    client
+}
+
+/// Bodies still arriving or waiting for SQS hold `BRIDGE_MAX_BUFFERED_BYTES` between
+/// them, counted from their declared length: past it a webhook gets `503 overloaded` at
+/// once. Senders known only once the body's HMAC is checked hold at most half of it, so
+/// senders the headers authenticate keep the rest; the bytes come back when a request ends.
+#[tokio::test]
+async fn bodies_held_at_once_are_capped_in_bytes() {
+    let app = spawn_app(&[
+        ("BRIDGE_MAX_BODY_BYTES", "32768"),
+        ("BRIDGE_MAX_BUFFERED_BYTES", "65536"),
+    ])
+    .await;
+    let with_key = [("Content-Type", "application/json"), ("X-Api-Key", API_KEY)];
+    let event_of = |id: &str, size: usize| {
+        let event = workn_event(id);
+        format!("{event}{}", " ".repeat(size - event.len()))
     };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while buffered().await < 40_000.0 {
-        assert!(Instant::now() < deadline, "the partial body never arrived");
-        tokio::task::yield_now().await;
-    }
+    // An API-key sender declares 30,000 bytes, an HMAC-only sender 20,000; neither sends.
+    let known = declare_body(app.port, ("X-Api-Key", API_KEY), 30_000).await;
+    let hmac_shaped = sign(b"not-a-configured-secret", b"{}");
+    let unknown = declare_body(app.port, ("X-Payload-Signature", &hmac_shaped), 20_000).await;
+    wait_for_buffered(&app, |n| n >= 50_000.0).await;
 
-    // 40,000 + 30,000 bytes would pass the cap: refused, nothing queued.
-    let padding = " ".repeat(30_000);
-    let big = format!("{}{padding}", workn_event("too-big-for-now"));
-    let refused = app
-        .post_with(
-            &[("Content-Type", "application/json"), ("X-Api-Key", API_KEY)],
-            big.clone(),
-        )
-        .await;
-    assert_eq!(refused.status(), 503);
-    assert_eq!(refused.headers()["retry-after"], "1");
-    let answer: serde_json::Value = refused.json().await.unwrap();
-    assert_eq!(answer["error"], "overloaded");
-    assert!(
-        answer["detail"]
-            .as_str()
-            .unwrap()
-            .contains("BRIDGE_MAX_BUFFERED_BYTES"),
-        "{answer}"
-    );
+    let refused_with = |answer: reqwest::Response| async move {
+        assert_eq!(answer.status(), 503);
+        assert_eq!(answer.headers()["retry-after"], "1");
+        let body: serde_json::Value = answer.json().await.unwrap();
+        assert_eq!(body["error"], "overloaded");
+        let detail = body["detail"].as_str().unwrap();
+        assert!(detail.contains("BRIDGE_MAX_BUFFERED_BYTES"), "{body}");
+    };
+    // A signed 15,000-byte event would take the HMAC-only half past 32,768: refused.
+    refused_with(app.post_signed(&event_of("hmac-only", 15_000)).await).await;
+    // The same size with an API key fits (65,000 of 65,536 bytes) ...
+    let fits = event_of("fits", 15_000);
+    assert_eq!(app.post_with(&with_key, fits.clone()).await.status(), 200);
+    // ... and 16,000 bytes would not.
+    let large = event_of("too-large-for-now", 16_000);
+    refused_with(app.post_with(&with_key, large.clone()).await).await;
+    assert_eq!(app.queued_bodies(1).await, vec![fits]);
 
-    // A typical event still fits.
-    let small = workn_event("fits-beside-it");
-    assert_eq!(app.post_signed(&small).await.status(), 200);
-    assert_eq!(app.queued_bodies(1).await, vec![small]);
-
-    // The slow sender goes away; its bytes are released and the large event is accepted.
-    drop(slow);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while buffered().await > 0.0 {
-        assert!(Instant::now() < deadline, "the bytes were never released");
-        tokio::task::yield_now().await;
-    }
-    let accepted = app
-        .post_with(
-            &[("Content-Type", "application/json"), ("X-Api-Key", API_KEY)],
-            big.clone(),
-        )
-        .await;
-    assert_eq!(accepted.status(), 200);
-    assert_eq!(app.queued_bodies(1).await, vec![big]);
+    // The waiting senders go away; their bytes come back and the large event fits.
+    drop((known, unknown));
+    wait_for_buffered(&app, |n| n == 0.0).await;
+    assert_eq!(app.post_with(&with_key, large.clone()).await.status(), 200);
+    assert_eq!(app.queued_bodies(1).await, vec![large]);
 }
