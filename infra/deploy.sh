@@ -5,7 +5,8 @@
 # balancer), wired to the queue stack's outputs.
 #
 #   infra/deploy.sh --target localstack|aws --stack NAME [--param Key=Value ...]
-#                   [--service-stack NAME [--param-service Key=Value ...]] [--outputs]
+#                   [--service-stack NAME [--param-service Key=Value ...]
+#                   [--restart-service]] [--outputs]
 #
 #   --target localstack   deploy to the LocalStack at $LOCALSTACK_ENDPOINT
 #                         (default http://127.0.0.1:4566), with its test credentials
@@ -24,6 +25,16 @@
 #                         VpcId, LoadBalancerSubnetIds=subnet-a,subnet-b, ServiceSubnetIds,
 #                         SharedSecretsSecretArn, ApiKeysSecretArn, EventSetupId, ...: see
 #                         infra/service.yaml); repeatable
+#   --restart-service     after the service stack, start new tasks and wait until the old
+#                         ones are gone (ECS force-new-deployment), even when no parameter
+#                         changed. ECS reads the secrets only when a task starts, so a new
+#                         shared secret or API key put into Secrets Manager is accepted
+#                         only after this: see "Rotating a secret" in the README
+#   --allow-queue-replacement
+#                         let a new QueueName replace the queue of an existing stack. Without
+#                         it that is refused: running bridges keep sending to the old queue
+#                         (their policy then no longer allows it) until the service has been
+#                         redeployed. The old queue is retained, with its events
 #   --template FILE       deploy FILE instead of infra/queue.yaml as the --stack stack
 #   --outputs             print every output (of both stacks) as Key=Value instead of the
 #                         queue URL, or of the webhook URL when --service-stack is given
@@ -48,10 +59,10 @@ set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 template="$repo/infra/queue.yaml"
 service_template="$repo/infra/service.yaml"
-target="" stack="" service_stack="" all_outputs=0
+target="" stack="" service_stack="" all_outputs=0 restart_service=0 allow_replacement=0
 params=() service_params=()
 
-usage() { sed -n '2,45p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,56p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --target) target="${2:-}"; shift 2 ;;
@@ -61,6 +72,8 @@ while [ $# -gt 0 ]; do
     --param-service) service_params+=("${2:-}"); shift 2 ;;
     --template) template="${2:-}"; shift 2 ;;
     --outputs) all_outputs=1; shift ;;
+    --restart-service) restart_service=1; shift ;;
+    --allow-queue-replacement) allow_replacement=1; shift ;;
     -h | --help) usage ;;
     *) echo "deploy.sh: unknown argument $1" >&2; usage ;;
   esac
@@ -68,6 +81,10 @@ done
 [ -n "$stack" ] || { echo "deploy.sh: --stack is required" >&2; usage; }
 if [ ${#service_params[@]} -gt 0 ] && [ -z "$service_stack" ]; then
   echo "deploy.sh: --param-service needs --service-stack" >&2
+  exit 2
+fi
+if [ "$restart_service" = 1 ] && [ -z "$service_stack" ]; then
+  echo "deploy.sh: --restart-service needs --service-stack" >&2
   exit 2
 fi
 
@@ -132,6 +149,20 @@ deploy_stack() {
     aws cloudformation delete-stack --stack-name "$stack"
     aws cloudformation wait stack-delete-complete --stack-name "$stack"
     current=NONE
+  fi
+
+  if [ "$current" != "NONE" ] && [ "$allow_replacement" = 0 ]; then
+    # A new QueueName replaces the queue: refused unless asked for (see the usage).
+    local old_name new_name=""
+    old_name="$(aws cloudformation describe-stacks --stack-name "$stack" \
+      --query "Stacks[0].Parameters[?ParameterKey=='QueueName'].ParameterValue | [0]" --output text)"
+    for p in "$@"; do [ "${p%%=*}" = QueueName ] && new_name="${p#*=}"; done
+    if [ -n "$new_name" ] && [ "$old_name" != "None" ] && [ "$new_name" != "$old_name" ]; then
+      echo "deploy.sh: stack $stack's queue is $old_name; QueueName=$new_name would replace it" \
+        "while running bridges still send to the old one. Give --allow-queue-replacement" \
+        "to do it anyway (then redeploy the service at once), or deploy a new stack." >&2
+      exit 2
+    fi
   fi
 
   if [ "$current" != "NONE" ]; then
@@ -218,6 +249,19 @@ done
 deploy_stack "$service_stack" "$service_template" "${DEPLOY_TIMEOUT_S:-1800}" \
   "${wired[@]+"${wired[@]}"}" "${service_params[@]+"${service_params[@]}"}"
 service_outputs="$(outputs "$service_stack")"
+
+if [ "$restart_service" = 1 ]; then
+  cluster="$(sed -n 's/^ClusterName=//p' <<<"$service_outputs")"
+  service="$(sed -n 's/^ServiceName=//p' <<<"$service_outputs")"
+  [ -n "$cluster" ] && [ -n "$service" ] \
+    || { echo "deploy.sh: the service stack $service_stack has no ClusterName/ServiceName output" >&2; exit 1; }
+  log "restarting $service on $cluster: new tasks read the secrets again"
+  aws ecs update-service --cluster "$cluster" --service "$service" --force-new-deployment >/dev/null
+  # Returns once the new tasks are healthy and the old ones drained (it polls for up to
+  # 10 minutes, then fails).
+  aws ecs wait services-stable --cluster "$cluster" --services "$service"
+  log "$service is stable: every task started after this run"
+fi
 
 if [ "$all_outputs" = 1 ]; then
   printf '%s\n%s\n' "$queue_outputs" "$service_outputs"
