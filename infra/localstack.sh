@@ -56,7 +56,10 @@ install() {
     # Debian splits venv support out of python3.
     if command -v apt-get >/dev/null; then
       log "python3 -m venv failed; installing python3-venv with apt-get"
-      apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null
+      local as_root=()
+      [ "$(id -u)" = 0 ] || as_root=(sudo)
+      "${as_root[@]}" apt-get update -qq
+      "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
       rm -rf "$venv"
       "$python" -m venv "$venv"
     else
