@@ -11,6 +11,7 @@
 //! are answered `200`.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -49,6 +50,10 @@ pub struct BatchingQueue {
     queue: Arc<SqsQueue>,
     submit: mpsc::UnboundedSender<Pending>,
     forward_timeout: Duration,
+    /// A batch's byte budget: `MAX_BATCH_BYTES`, or the queue's `MaximumMessageSize` once
+    /// a readiness check has seen a smaller one (a 256 KiB queue may refuse a batch
+    /// larger than that, failing every event in it).
+    max_batch_bytes: Arc<AtomicUsize>,
 }
 
 impl BatchingQueue {
@@ -58,16 +63,19 @@ impl BatchingQueue {
     pub fn start(queue: SqsQueue, concurrency: usize, forward_timeout: Duration) -> Self {
         let queue = Arc::new(queue);
         let (submit, receive) = mpsc::unbounded_channel();
+        let max_batch_bytes = Arc::new(AtomicUsize::new(MAX_BATCH_BYTES));
         tokio::spawn(dispatch(
             Arc::clone(&queue),
             receive,
             submit.clone(),
             concurrency.max(1),
+            Arc::clone(&max_batch_bytes),
         ));
         Self {
             queue,
             submit,
             forward_timeout,
+            max_batch_bytes,
         }
     }
 }
@@ -106,7 +114,16 @@ impl EventQueue for BatchingQueue {
     }
 
     async fn readiness(&self) -> Readiness {
-        self.queue.readiness().await
+        let readiness = self.queue.readiness().await;
+        if let Readiness::Ready {
+            max_message_bytes: Some(max),
+            ..
+        } = readiness
+        {
+            self.max_batch_bytes
+                .store(max.min(MAX_BATCH_BYTES), Ordering::Relaxed);
+        }
+        readiness
     }
 }
 
@@ -122,6 +139,7 @@ async fn dispatch(
     mut receive: mpsc::UnboundedReceiver<Pending>,
     resubmit: mpsc::UnboundedSender<Pending>,
     concurrency: usize,
+    max_batch_bytes: Arc<AtomicUsize>,
 ) {
     let slots = Arc::new(Semaphore::new(concurrency));
     // A call is in flight while one of its slots is taken.
@@ -139,7 +157,7 @@ async fn dispatch(
         if first.abandoned() {
             continue;
         }
-        let mut batch = Batch::new(first);
+        let mut batch = Batch::new(first, max_batch_bytes.load(Ordering::Relaxed));
         batch.fill(&mut receive, &mut carried);
         // A partial batch waits while any call is in flight, taking arrivals as they come.
         while !batch.full(carried.is_some()) && in_flight(&slots) {
@@ -176,13 +194,16 @@ async fn dispatch(
 struct Batch {
     entries: Vec<Pending>,
     size: usize,
+    /// At most `MAX_BATCH_BYTES`; see `BatchingQueue::max_batch_bytes`.
+    max_bytes: usize,
 }
 
 impl Batch {
-    fn new(first: Pending) -> Self {
+    fn new(first: Pending, max_bytes: usize) -> Self {
         Self {
             size: first.size,
             entries: vec![first],
+            max_bytes,
         }
     }
 
@@ -197,7 +218,7 @@ impl Batch {
         if next.abandoned() {
             return;
         }
-        if self.size + next.size > MAX_BATCH_BYTES {
+        if self.size + next.size > self.max_bytes {
             *carried = Some(next);
             return;
         }
@@ -264,5 +285,50 @@ async fn send(queue: &SqsQueue, batch: Vec<Pending>, resubmit: &mpsc::UnboundedS
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{DeduplicationId, MessageGroupId};
+
+    type Answer = oneshot::Receiver<Result<Receipt, SendError>>;
+
+    /// A waiting forward of `size` bytes, and its webhook's end (kept, or it is abandoned).
+    fn pending(size: usize) -> (Pending, Answer) {
+        let (reply, answer) = oneshot::channel();
+        let pending = Pending {
+            message: OutgoingMessage {
+                body: "x".repeat(size),
+                group_id: MessageGroupId::parse("g").unwrap(),
+                deduplication_id: DeduplicationId::parse("d").unwrap(),
+                attributes: Vec::new(),
+            },
+            size,
+            deadline: Instant::now() + Duration::from_mins(1),
+            reply,
+        };
+        (pending, answer)
+    }
+
+    /// A batch stays within its byte budget, which a small queue lowers below SQS's 1 MiB.
+    #[test]
+    fn a_batch_keeps_within_its_byte_budget() {
+        let [(a, _a), (b, _b), (c, _c), (d, _d)] = [600; 4].map(pending);
+        let mut carried = None;
+        let mut batch = Batch::new(a, MAX_BATCH_BYTES);
+        batch.push(b, &mut carried);
+        assert_eq!(batch.entries.len(), 2);
+        assert!(carried.is_none());
+
+        let mut batch = Batch::new(c, 1024);
+        batch.push(d, &mut carried);
+        assert_eq!(batch.entries.len(), 1);
+        assert!(
+            batch.full(carried.is_some()),
+            "the next one waits for the next batch"
+        );
+        assert_eq!(carried.map(|p| p.size), Some(600));
     }
 }

@@ -28,6 +28,8 @@ pub const ATTR_EVENT_TYPE: &str = "event_type";
 pub enum FifoKeyError {
     #[error("is empty")]
     Empty,
+    #[error("is not a string")]
+    NotAString,
     #[error("is {0} characters long; SQS allows at most 128")]
     TooLong(usize),
     #[error("contains {0:?}; SQS allows only ASCII letters, digits and punctuation")]
@@ -610,22 +612,22 @@ fn read_event(object: &Map<String, Value>) -> Result<ParsedEvent, EventError> {
     })
 }
 
-/// Reads a FIFO key the event carries (under any of its spellings). An invalid one is
-/// noted and ignored: the bridge then derives the key itself, as for an event without one.
+/// Reads a FIFO key the event carries, under the first of its spellings that holds a
+/// valid one. Invalid ones are noted and ignored: without a valid one the bridge derives
+/// the key itself, as for an event without one.
 fn own_key<T>(
     object: &Map<String, Value>,
     names: &[&'static str],
     parse: fn(&str) -> Result<T, FifoKeyError>,
     ignored: &mut Vec<(&'static str, FifoKeyError)>,
 ) -> Option<T> {
-    let (name, value) = names
-        .iter()
-        .find_map(|name| field(object, name).map(|v| (*name, v)))?;
-    let parsed = match value {
-        Value::String(s) => parse(s),
-        _ => Err(FifoKeyError::Empty),
-    };
-    parsed.map_err(|e| ignored.push((name, e))).ok()
+    names.iter().find_map(|name| {
+        let parsed = match field(object, name)? {
+            Value::String(s) => parse(s),
+            _ => Err(FifoKeyError::NotAString),
+        };
+        parsed.map_err(|e| ignored.push((name, e))).ok()
+    })
 }
 
 #[cfg(test)]
@@ -804,7 +806,17 @@ mod tests {
         let e = ok(r#"{"MessageGroupId":"has space","MessageDeDuplicationId":7}"#);
         assert!(e.group_id.is_none() && e.deduplication_id.is_none());
         assert_eq!(e.ignored_keys.len(), 2);
+        assert_eq!(e.ignored_keys[1].1, FifoKeyError::NotAString);
         assert_eq!(e.shape, EventShape::Other);
+        // An invalid value under one spelling does not hide a valid one under the other.
+        let e = ok(
+            r#"{"MessageDeDuplicationId":7,"MessageDeduplicationId":"2025-02-12T14:30:45.123"}"#,
+        );
+        assert_eq!(
+            e.deduplication_id.as_ref().map(DeduplicationId::as_str),
+            Some("2025-02-12T14:30:45.123")
+        );
+        assert_eq!(e.ignored_keys.len(), 1);
     }
 
     #[test]

@@ -66,14 +66,14 @@ impl SendError {
 pub enum Readiness {
     Ready {
         content_based_deduplication: bool,
+        /// The queue's `MaximumMessageSize` (attributes included), when SQS gave it:
+        /// queues made before 2025 may still take only 256 KiB.
+        max_message_bytes: Option<usize>,
     },
     /// `reason` is shown on `/readyz`, to anyone who can reach it; `detail` (the queue URL,
     /// with the account id, and SQS's message, which may name the role) goes to the log
     /// and to `check-config` only.
-    NotReady {
-        reason: String,
-        detail: String,
-    },
+    NotReady { reason: String, detail: String },
 }
 
 impl Readiness {
@@ -85,11 +85,13 @@ impl Readiness {
             (
                 Self::Ready {
                     content_based_deduplication: a,
+                    max_message_bytes: x,
                 },
                 Self::Ready {
                     content_based_deduplication: b,
+                    max_message_bytes: y,
                 },
-            ) => a == b,
+            ) => a == b && x == y,
             (Self::NotReady { reason: a, .. }, Self::NotReady { reason: b, .. }) => a == b,
             _ => false,
         }
@@ -100,7 +102,12 @@ impl Readiness {
         match self {
             Self::Ready {
                 content_based_deduplication,
-            } => tracing::info!(content_based_deduplication, "queue is ready"),
+                max_message_bytes,
+            } => tracing::info!(
+                content_based_deduplication,
+                max_message_bytes,
+                "queue is ready"
+            ),
             Self::NotReady { reason, detail } => tracing::warn!(
                 reason,
                 detail,
@@ -312,6 +319,7 @@ impl SqsQueue {
             .queue_url(&self.queue_url)
             .attribute_names(QueueAttributeName::FifoQueue)
             .attribute_names(QueueAttributeName::ContentBasedDeduplication)
+            .attribute_names(QueueAttributeName::MaximumMessageSize)
             .send();
         let answer = tokio::time::timeout(self.forward_timeout, call).await;
         metrics::histogram!(metric::SQS_CALL_DURATION, "action" => "GetQueueAttributes")
@@ -354,6 +362,10 @@ impl SqsQueue {
                 content_based_deduplication: attribute(
                     QueueAttributeName::ContentBasedDeduplication,
                 ),
+                max_message_bytes: answer
+                    .attributes()
+                    .and_then(|a| a.get(&QueueAttributeName::MaximumMessageSize))
+                    .and_then(|v| v.parse().ok()),
             }
         } else {
             let reason = "the queue is not a FIFO queue".to_owned();
@@ -475,6 +487,14 @@ impl SqsQueue {
                 .ok()
                 .and_then(|i| results.get_mut(i))
             {
+                if matches!(slot, Some(EntryResult::Sent(_))) {
+                    // Listed as both: it is stored, and must not be answered as refused.
+                    tracing::warn!(
+                        code = failed.code,
+                        "SQS listed a batch entry as both sent and failed; taking it as sent"
+                    );
+                    continue;
+                }
                 let detail = failed.message.unwrap_or_default();
                 *slot = Some(if failed.sender_fault {
                     EntryResult::Failed(classify_code(failed.code, detail))
@@ -527,6 +547,14 @@ where
 fn classify_code(code: String, detail: String) -> SendError {
     match code.as_str() {
         "InvalidMessageContents" => SendError::Invalid { code, detail },
+        // "Message must be shorter than 262144 bytes": larger than the queue's
+        // `MaximumMessageSize`, which the bridge learns from the readiness check. (As a
+        // batch entry's code, LocalStack spells it with `Exception`.)
+        "InvalidParameterValue" | "InvalidParameterValueException"
+            if detail.contains("shorter than") =>
+        {
+            SendError::Invalid { code, detail }
+        }
         "AWS.SimpleQueueService.NonExistentQueue" | "QueueDoesNotExist" => SendError::QueueMissing,
         _ => SendError::Failed { code, detail },
     }

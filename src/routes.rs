@@ -5,7 +5,7 @@
 //! rejected request never reaches the queue.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
@@ -69,6 +69,8 @@ pub struct AppState {
 pub struct ReadinessCache {
     ttl: Duration,
     last: tokio::sync::Mutex<Option<(Instant, Readiness)>>,
+    /// The queue's `MaximumMessageSize` as last seen (SQS's 1 MiB until then).
+    queue_max_message_bytes: AtomicUsize,
 }
 
 impl ReadinessCache {
@@ -77,7 +79,16 @@ impl ReadinessCache {
         Self {
             ttl,
             last: tokio::sync::Mutex::new(None),
+            queue_max_message_bytes: AtomicUsize::new(event::SQS_MAX_MESSAGE_BYTES),
         }
+    }
+
+    /// The largest body worth reading: `configured`, or less when the queue takes less
+    /// (its `MaximumMessageSize`, less the room kept for the attributes the bridge adds),
+    /// so such an event gets `413` rather than a refusal from SQS.
+    pub fn body_limit(&self, configured: usize) -> usize {
+        let queue = self.queue_max_message_bytes.load(Ordering::Relaxed);
+        configured.min(queue.saturating_sub(event::ATTRIBUTE_RESERVE_BYTES))
     }
 
     /// The cached answer while fresh, else a new check. Callers that arrive during a
@@ -90,6 +101,13 @@ impl ReadinessCache {
             return readiness.clone();
         }
         let readiness = queue.readiness().await;
+        if let Readiness::Ready {
+            max_message_bytes: Some(max),
+            ..
+        } = readiness
+        {
+            self.queue_max_message_bytes.store(max, Ordering::Relaxed);
+        }
         if !last
             .as_ref()
             .is_some_and(|(_, seen)| seen.shows_as(&readiness))
@@ -597,7 +615,8 @@ async fn read_body(
     state: &AppState,
     unverified: bool,
 ) -> Result<(BytesMut, BodyBytes), WebhookError> {
-    let (limit, timeout) = (state.max_body_bytes, state.body_read_timeout);
+    let limit = state.readiness.body_limit(state.max_body_bytes);
+    let timeout = state.body_read_timeout;
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -638,10 +657,12 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     match state.readiness.get(state.queue.as_ref()).await {
         Readiness::Ready {
             content_based_deduplication,
+            max_message_bytes,
         } => HttpResponse::Ok().json(serde_json::json!({
             "status": "ready",
             "fifo": true,
             "content_based_deduplication": content_based_deduplication,
+            "max_message_bytes": max_message_bytes,
             "warnings": state.warnings,
         })),
         Readiness::NotReady { reason, .. } => HttpResponse::ServiceUnavailable()

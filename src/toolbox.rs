@@ -224,12 +224,26 @@ pub async fn check_config(config: &Config) -> Report {
         }
         Readiness::Ready {
             content_based_deduplication,
+            max_message_bytes,
         } => {
             report.ok("reachable, and a FIFO queue");
             if content_based_deduplication {
                 report.warn("ContentBasedDeduplication is on: harmless (the bridge always sets the id), but identical bodies would be merged if it ever did not");
             } else {
                 report.ok("ContentBasedDeduplication off (the bridge sets every deduplication id)");
+            }
+            let room = max_message_bytes
+                .map(|max| max.saturating_sub(crate::event::ATTRIBUTE_RESERVE_BYTES));
+            match (max_message_bytes, room) {
+                (Some(max), Some(room)) if room < config.max_body_bytes => report.warn(format!(
+                    "the queue takes messages of at most {max} bytes (MaximumMessageSize): events over {room} bytes get 413, not the {} of BRIDGE_MAX_BODY_BYTES; raise MaximumMessageSize (up to 1048576) to take them",
+                    config.max_body_bytes
+                )),
+                (Some(max), _) => report.ok(format!(
+                    "MaximumMessageSize {max} bytes: room for BRIDGE_MAX_BODY_BYTES ({})",
+                    config.max_body_bytes
+                )),
+                (None, _) => {}
             }
         }
     }

@@ -217,3 +217,57 @@ async fn a_chunked_body_over_the_limit_is_cut_off_while_reading() {
     let queued: Vec<String> = app.queued_bodies(1).await;
     assert_eq!(queued, vec!["{\"msg_id\":\"chunked-1\"}".to_owned()]);
 }
+
+/// A queue that takes less than 1 MiB (queues made before 2025 may take 256 KiB): once a
+/// readiness check has seen its `MaximumMessageSize`, a larger event gets `413` before it
+/// is read; before that, SQS's refusal is a final `400`, never a `503` the vendor would
+/// retry in vain. Events that fit are forwarded.
+#[tokio::test]
+async fn events_larger_than_the_queue_takes_are_refused_as_too_large() {
+    // Batched and not: SQS refuses a batch entry and a single message differently.
+    for batch in ["true", "false"] {
+        larger_than_the_queue_takes(batch).await;
+    }
+}
+
+async fn larger_than_the_queue_takes(batch: &str) {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    let sqs = crate::helpers::sqs().await;
+    let queue_url = sqs
+        .create_queue()
+        .queue_name(format!("test-{}.fifo", uuid::Uuid::new_v4().simple()))
+        .attributes(QueueAttributeName::FifoQueue, "true")
+        .attributes(QueueAttributeName::MaximumMessageSize, "4096")
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let app = crate::helpers::spawn_app_on(sqs, queue_url, &[("BRIDGE_BATCH", batch)]).await;
+    let padded = |id: &str, size: usize| {
+        let event = workn_event(id);
+        format!("{event}{}", " ".repeat(size - event.len()))
+    };
+
+    // Not yet known to the bridge: SQS refuses it, and that is final.
+    let answer = app.post_signed(&padded("before-readiness", 5_000)).await;
+    assert_eq!(answer.status(), 400, "batch {batch}");
+    let body: Value = answer.json().await.unwrap();
+    assert_eq!(body["error"], "rejected_by_sqs", "{body}");
+
+    let ready: Value = app.get("/readyz").await.json().await.unwrap();
+    assert_eq!(ready["max_message_bytes"], 4096, "{ready}");
+
+    let answer = app.post_signed(&padded("too-large", 5_000)).await;
+    assert_eq!(answer.status(), 413);
+    let body: Value = answer.json().await.unwrap();
+    assert_eq!(body["error"], "too_large", "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("2048-byte limit"),
+        "{body}"
+    );
+
+    let fits = padded("fits", 2_000);
+    assert_eq!(app.post_signed(&fits).await.status(), 200);
+    assert_eq!(app.queued_bodies(1).await, vec![fits]);
+}
