@@ -464,17 +464,10 @@ pub struct Listener {
 }
 
 impl Listener {
-    /// Reads the listener settings from the process environment and an optional file.
+    /// Reads the listener settings from the process environment and an optional file,
+    /// as [`Config::load`] would.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
-        Self::from_sources(file, |name| std::env::var(name).ok())
-    }
-
-    /// As [`Config::from_sources`], for the listener settings only.
-    pub fn from_sources(
-        file: Option<&Path>,
-        env: impl Fn(&str) -> Option<String>,
-    ) -> Result<Self, ConfigError> {
-        let raw = raw_settings(file, env)?;
+        let raw = raw_settings(file, |name| std::env::var(name).ok())?;
         Ok(Self {
             addr: listen_address(&raw)?,
             tls: raw
