@@ -84,12 +84,7 @@ impl BatchingQueue {
 impl EventQueue for BatchingQueue {
     async fn send(&self, message: OutgoingMessage) -> Result<Receipt, SendError> {
         let (reply, answer) = oneshot::channel();
-        let size = message.body.len()
-            + message
-                .attributes
-                .iter()
-                .map(|(name, value)| name.len() + "String".len() + value.len())
-                .sum::<usize>();
+        let size = message.size();
         let deadline = Instant::now() + self.forward_timeout;
         let pending = Pending {
             message,
@@ -251,6 +246,14 @@ async fn send(queue: &SqsQueue, batch: Vec<Pending>, resubmit: &mpsc::UnboundedS
     metrics::histogram!(metric::SQS_BATCH_SIZE).record(batch.len() as f64);
     match queue.send_batch(messages, deadline).await {
         Err(error) => {
+            // A refusal of the whole call can't be pinned on one of several events: each
+            // is told to retry, not that it can never be accepted.
+            let error = match error {
+                SendError::Invalid { code, detail } if batch.len() > 1 => {
+                    SendError::Failed { code, detail }
+                }
+                error => error,
+            };
             for pending in batch {
                 let _ = pending.reply.send(Err(error.clone()));
             }

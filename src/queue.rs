@@ -23,6 +23,25 @@ pub struct OutgoingMessage {
     pub attributes: Vec<(&'static str, String)>,
 }
 
+impl OutgoingMessage {
+    /// What SQS counts against its size limits: see [`message_bytes`].
+    #[must_use]
+    pub fn size(&self) -> usize {
+        message_bytes(&self.body, &self.attributes)
+    }
+}
+
+/// A message's size as SQS counts it against `MaximumMessageSize` and a batch's total:
+/// the body, and each attribute's name, data type (`String`) and value.
+#[must_use]
+pub fn message_bytes(body: &str, attributes: &[(&'static str, String)]) -> usize {
+    body.len()
+        + attributes
+            .iter()
+            .map(|(name, value)| name.len() + "String".len() + value.len())
+            .sum::<usize>()
+}
+
 /// What SQS answered for an accepted message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Receipt {
@@ -488,11 +507,13 @@ impl SqsQueue {
                 .and_then(|i| results.get_mut(i))
             {
                 if matches!(slot, Some(EntryResult::Sent(_))) {
-                    // Listed as both: it is stored, and must not be answered as refused.
+                    // Listed as both: sent again with the same keys, SQS drops the copy
+                    // if it stored the first, and stores it if it did not.
                     tracing::warn!(
                         code = failed.code,
-                        "SQS listed a batch entry as both sent and failed; taking it as sent"
+                        "SQS listed a batch entry as both sent and failed; sending it again"
                     );
+                    *slot = Some(EntryResult::Retry { code: failed.code });
                     continue;
                 }
                 let detail = failed.message.unwrap_or_default();
@@ -547,14 +568,6 @@ where
 fn classify_code(code: String, detail: String) -> SendError {
     match code.as_str() {
         "InvalidMessageContents" => SendError::Invalid { code, detail },
-        // "Message must be shorter than 262144 bytes": larger than the queue's
-        // `MaximumMessageSize`, which the bridge learns from the readiness check. (As a
-        // batch entry's code, LocalStack spells it with `Exception`.)
-        "InvalidParameterValue" | "InvalidParameterValueException"
-            if detail.contains("shorter than") =>
-        {
-            SendError::Invalid { code, detail }
-        }
         "AWS.SimpleQueueService.NonExistentQueue" | "QueueDoesNotExist" => SendError::QueueMissing,
         _ => SendError::Failed { code, detail },
     }

@@ -20,7 +20,7 @@ use crate::access::{AccessError, SourcePolicy};
 use crate::auth::{AuthError, Authenticator, Pending, Presented};
 use crate::dedup::Deduplicator;
 use crate::event::{self, EventError, MessageGroupId};
-use crate::queue::{EventQueue, OutgoingMessage, Readiness, SendError};
+use crate::queue::{self, EventQueue, OutgoingMessage, Readiness, SendError};
 use crate::telemetry::metric;
 
 /// Everything a request needs. Each worker has its own copy, which may hold a queue of
@@ -83,12 +83,10 @@ impl ReadinessCache {
         }
     }
 
-    /// The largest body worth reading: `configured`, or less when the queue takes less
-    /// (its `MaximumMessageSize`, less the room kept for the attributes the bridge adds),
-    /// so such an event gets `413` rather than a refusal from SQS.
-    pub fn body_limit(&self, configured: usize) -> usize {
-        let queue = self.queue_max_message_bytes.load(Ordering::Relaxed);
-        configured.min(queue.saturating_sub(event::ATTRIBUTE_RESERVE_BYTES))
+    /// The largest message the queue takes (its `MaximumMessageSize`, attributes
+    /// included), as last seen.
+    pub fn queue_max_message_bytes(&self) -> usize {
+        self.queue_max_message_bytes.load(Ordering::Relaxed)
     }
 
     /// The cached answer while fresh, else a new check. Callers that arrive during a
@@ -182,6 +180,11 @@ pub enum WebhookError {
     BufferFull,
     #[error("the bridge is shutting down; retry shortly")]
     ShuttingDown,
+    #[error(
+        "the event is {size} bytes with its attributes, more than the queue's MaximumMessageSize \
+         ({max}); the bridge's operators must raise it; retry later"
+    )]
+    QueueTooSmall { size: usize, max: usize },
     #[error(transparent)]
     Queue(#[from] SendError),
 }
@@ -201,6 +204,7 @@ impl WebhookError {
             Self::NoGroup => "missing_group_id",
             Self::Overloaded | Self::BufferFull => "overloaded",
             Self::ShuttingDown => "shutting_down",
+            Self::QueueTooSmall { .. } => "queue_too_small",
             Self::Queue(e) => e.code(),
         }
     }
@@ -220,7 +224,7 @@ impl WebhookError {
             Self::Overloaded | Self::BufferFull => "overloaded",
             Self::ShuttingDown => "shutting_down",
             Self::Queue(SendError::Invalid { .. }) => "rejected",
-            Self::Queue(_) => "unavailable",
+            Self::Queue(_) | Self::QueueTooSmall { .. } => "unavailable",
         }
     }
 
@@ -241,7 +245,7 @@ impl WebhookError {
         match self {
             Self::Overloaded | Self::BufferFull | Self::ShuttingDown => Some(1),
             Self::Queue(SendError::Invalid { .. }) => None,
-            Self::Queue(_) => Some(5),
+            Self::Queue(_) | Self::QueueTooSmall { .. } => Some(5),
             _ => None,
         }
     }
@@ -265,9 +269,11 @@ impl ResponseError for WebhookError {
             | Self::Invalid(_)
             | Self::NoGroup
             | Self::Queue(SendError::Invalid { .. }) => StatusCode::BAD_REQUEST,
-            Self::Overloaded | Self::BufferFull | Self::ShuttingDown | Self::Queue(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::Overloaded
+            | Self::BufferFull
+            | Self::ShuttingDown
+            | Self::QueueTooSmall { .. }
+            | Self::Queue(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -407,6 +413,7 @@ async fn webhook(
                     | WebhookError::Overloaded
                     | WebhookError::BufferFull
                     | WebhookError::ShuttingDown
+                    | WebhookError::QueueTooSmall { .. }
             );
             let cause = match error {
                 WebhookError::Queue(e) => e.to_string(),
@@ -501,6 +508,14 @@ async fn forward(
         .clone()
         .or_else(|| state.default_group.clone())
         .ok_or(WebhookError::NoGroup)?;
+    let attributes = event.attributes();
+    // A queue made to take less than the bridge accepts: the deployment's to fix, so
+    // `503` (the vendor retries) without a call SQS would refuse.
+    let size = queue::message_bytes(&body, &attributes);
+    let max = state.readiness.queue_max_message_bytes();
+    if size > max {
+        return Err(WebhookError::QueueTooSmall { size, max });
+    }
     let deduplication_id = state
         .deduplicator
         .assign(&group_id, &event, body.as_bytes());
@@ -513,7 +528,7 @@ async fn forward(
             body,
             group_id: group_id.clone(),
             deduplication_id: deduplication_id.clone(),
-            attributes: event.attributes(),
+            attributes,
         })
         .await?;
     Ok(Accepted {
@@ -615,8 +630,7 @@ async fn read_body(
     state: &AppState,
     unverified: bool,
 ) -> Result<(BytesMut, BodyBytes), WebhookError> {
-    let limit = state.readiness.body_limit(state.max_body_bytes);
-    let timeout = state.body_read_timeout;
+    let (limit, timeout) = (state.max_body_bytes, state.body_read_timeout);
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)

@@ -232,11 +232,12 @@ pub async fn check_config(config: &Config) -> Report {
             } else {
                 report.ok("ContentBasedDeduplication off (the bridge sets every deduplication id)");
             }
+            // The attributes the bridge adds take at most this much beside the body.
             let room = max_message_bytes
                 .map(|max| max.saturating_sub(crate::event::ATTRIBUTE_RESERVE_BYTES));
             match (max_message_bytes, room) {
                 (Some(max), Some(room)) if room < config.max_body_bytes => report.warn(format!(
-                    "the queue takes messages of at most {max} bytes (MaximumMessageSize): events over {room} bytes get 413, not the {} of BRIDGE_MAX_BODY_BYTES; raise MaximumMessageSize (up to 1048576) to take them",
+                    "the queue takes messages of at most {max} bytes (MaximumMessageSize), less than BRIDGE_MAX_BODY_BYTES ({}) allows: larger events get 503 queue_too_small until it is raised (up to 1048576)",
                     config.max_body_bytes
                 )),
                 (Some(max), _) => report.ok(format!(

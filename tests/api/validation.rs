@@ -218,12 +218,13 @@ async fn a_chunked_body_over_the_limit_is_cut_off_while_reading() {
     assert_eq!(queued, vec!["{\"msg_id\":\"chunked-1\"}".to_owned()]);
 }
 
-/// A queue that takes less than 1 MiB (queues made before 2025 may take 256 KiB): once a
-/// readiness check has seen its `MaximumMessageSize`, a larger event gets `413` before it
-/// is read; before that, SQS's refusal is a final `400`, never a `503` the vendor would
-/// retry in vain. Events that fit are forwarded.
+/// A queue that takes less than the bridge accepts (queues made before 2025 may take only
+/// 256 KiB) is the deployment's to fix: a larger event gets `503`, so the vendor retries,
+/// never a `4xx` that would end it, and nothing is queued. Once a readiness check has read
+/// the queue's `MaximumMessageSize` the bridge says so without calling SQS, measuring the
+/// message as SQS does (body and attributes); events that fit are forwarded.
 #[tokio::test]
-async fn events_larger_than_the_queue_takes_are_refused_as_too_large() {
+async fn events_larger_than_the_queue_takes_get_503_until_it_is_raised() {
     // Batched and not: SQS refuses a batch entry and a single message differently.
     for batch in ["true", "false"] {
         larger_than_the_queue_takes(batch).await;
@@ -248,26 +249,39 @@ async fn larger_than_the_queue_takes(batch: &str) {
         let event = workn_event(id);
         format!("{event}{}", " ".repeat(size - event.len()))
     };
+    let refused = |answer: reqwest::Response, code: &'static str| async move {
+        assert_eq!(answer.status(), 503, "batch {batch}");
+        assert_eq!(answer.headers()["retry-after"], "5");
+        let body: Value = answer.json().await.unwrap();
+        assert_eq!(body["error"], code, "batch {batch}: {body}");
+        body
+    };
 
-    // Not yet known to the bridge: SQS refuses it, and that is final.
-    let answer = app.post_signed(&padded("before-readiness", 5_000)).await;
-    assert_eq!(answer.status(), 400, "batch {batch}");
-    let body: Value = answer.json().await.unwrap();
-    assert_eq!(body["error"], "rejected_by_sqs", "{body}");
+    // Not yet known to the bridge: SQS refuses it, and the vendor is told to retry.
+    refused(
+        app.post_signed(&padded("before-readiness", 5_000)).await,
+        "sqs_unavailable",
+    )
+    .await;
 
     let ready: Value = app.get("/readyz").await.json().await.unwrap();
     assert_eq!(ready["max_message_bytes"], 4096, "{ready}");
 
-    let answer = app.post_signed(&padded("too-large", 5_000)).await;
-    assert_eq!(answer.status(), 413);
-    let body: Value = answer.json().await.unwrap();
-    assert_eq!(body["error"], "too_large", "{body}");
+    // The attributes (`event_id` and `event_type` here) count: 4,090 bytes of body do
+    // not fit in 4,096, 4,000 do.
+    let body = refused(
+        app.post_signed(&padded("too-large", 4_090)).await,
+        "queue_too_small",
+    )
+    .await;
     assert!(
-        body["detail"].as_str().unwrap().contains("2048-byte limit"),
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("MaximumMessageSize (4096)"),
         "{body}"
     );
-
-    let fits = padded("fits", 2_000);
-    assert_eq!(app.post_signed(&fits).await.status(), 200);
+    let fits = padded("fits", 4_000);
+    assert_eq!(app.post_signed(&fits).await.status(), 200, "batch {batch}");
     assert_eq!(app.queued_bodies(1).await, vec![fits]);
 }
