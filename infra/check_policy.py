@@ -127,16 +127,12 @@ def check(template):
         if any(isinstance(t, str) and ("*" in t or "?" in t) for t in targets):
             problems.append(f"{at}: Resource has wildcards")
     # Deleting the stack, or an update that replaces a queue, must not delete the events
-    # still in it. RetainExceptOnCreate also deletes a queue whose stack's first create
-    # failed: it holds no events, and a leftover would block the next create by name.
-    allowed = {"DeletionPolicy": ("Retain", "RetainExceptOnCreate"), "UpdateReplacePolicy": ("Retain",)}
+    # still in it.
     for name, resource in resources.items():
         if resource.get("Type") == "AWS::SQS::Queue":
-            for key, values in allowed.items():
-                if resource.get(key) not in values:
-                    problems.append(
-                        f"{name}: {key} must be {' or '.join(values)}, so queued events outlive the stack"
-                    )
+            for key in ("DeletionPolicy", "UpdateReplacePolicy"):
+                if resource.get(key) != "Retain":
+                    problems.append(f"{name}: {key} must be Retain, so queued events outlive the stack")
     return problems
 
 
