@@ -256,11 +256,19 @@ if [ "$restart_service" = 1 ]; then
   [ -n "$cluster" ] && [ -n "$service" ] \
     || { echo "deploy.sh: the service stack $service_stack has no ClusterName/ServiceName output" >&2; exit 1; }
   log "restarting $service on $cluster: new tasks read the secrets again"
-  aws ecs update-service --cluster "$cluster" --service "$service" --force-new-deployment >/dev/null
-  # Returns once the new tasks are healthy and the old ones drained (it polls for up to
-  # 10 minutes, then fails).
+  deployment="$(aws ecs update-service --cluster "$cluster" --service "$service" --force-new-deployment \
+    --query "service.deployments[?status=='PRIMARY'].id | [0]" --output text)"
+  # Returns once the service is steady (it polls for up to 10 minutes, then fails). That
+  # is also so after the circuit breaker rolled a failed deployment back (new tasks that
+  # could not start, e.g. a secret they can't read), so the deployment's own state decides.
   aws ecs wait services-stable --cluster "$cluster" --services "$service"
-  log "$service is stable: every task started after this run"
+  outcome="$(aws ecs describe-services --cluster "$cluster" --services "$service" \
+    --query "services[0].deployments[?id=='$deployment'] | [0].[status, rolloutState]" --output text)"
+  if [ "$outcome" != "$(printf 'PRIMARY\tCOMPLETED')" ]; then
+    log "deployment $deployment of $service did not complete ($outcome): the old tasks may still serve; see the service's events"
+    exit 1
+  fi
+  log "$service is stable on deployment $deployment: every task started after this run"
 fi
 
 if [ "$all_outputs" = 1 ]; then
