@@ -5,6 +5,7 @@
 # balancer), wired to the queue stack's outputs.
 #
 #   infra/deploy.sh --target localstack|aws --stack NAME [--param Key=Value ...]
+#                   [--allow-queue-replacement] [--template FILE]
 #                   [--service-stack NAME [--param-service Key=Value ...]
 #                   [--restart-service]] [--outputs]
 #
@@ -14,7 +15,8 @@
 #   --stack NAME          the queue stack's name
 #   --param Key=Value     a queue template parameter (QueueName, MessageRetentionSeconds,
 #                         VisibilityTimeoutSeconds, MaxReceiveCount,
-#                         DeadLetterRetentionSeconds, HighThroughput, AlarmTopicArn);
+#                         DeadLetterRetentionSeconds, HighThroughput,
+#                         BacklogAgeAlarmSeconds, AlarmTopicArn);
 #                         repeatable
 #   --service-stack NAME  after the queue stack, deploy infra/service.yaml as stack NAME
 #                         (--target aws only: LocalStack's community edition has no ECS or
@@ -29,7 +31,10 @@
 #                         ones are gone (ECS force-new-deployment), even when no parameter
 #                         changed. ECS reads the secrets only when a task starts, so a new
 #                         shared secret or API key put into Secrets Manager is accepted
-#                         only after this: see "Rotating a secret" in the README
+#                         only after this: see "Rotating a secret" in the README. Waits
+#                         with the aws CLI's services-stable waiter (about 10 minutes at
+#                         most), then exits 1 unless that deployment completed (a circuit
+#                         breaker rollback also ends "stable")
 #   --allow-queue-replacement
 #                         let a new QueueName replace the queue of an existing stack. Without
 #                         it that is refused: running bridges keep sending to the old queue
@@ -62,7 +67,7 @@ service_template="$repo/infra/service.yaml"
 target="" stack="" service_stack="" all_outputs=0 restart_service=0 allow_replacement=0
 params=() service_params=()
 
-usage() { sed -n '2,56p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,61p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --target) target="${2:-}"; shift 2 ;;
@@ -144,7 +149,8 @@ deploy_stack() {
 
   current="$(status "$stack")"
   if [ "$current" = "ROLLBACK_COMPLETE" ]; then
-    # A stack whose creation failed can't be updated; it has no resources left to keep.
+    # A stack whose creation failed can't be updated; delete it (queues it made are
+    # retained, outside the stack).
     log "stack $stack is ROLLBACK_COMPLETE from a failed create; deleting it first"
     aws cloudformation delete-stack --stack-name "$stack"
     aws cloudformation wait stack-delete-complete --stack-name "$stack"
