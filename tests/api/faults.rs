@@ -452,3 +452,34 @@ async fn readiness_probes_share_one_sqs_call_while_it_is_fresh() {
     }
     assert_eq!(fake.calls("GetQueueAttributes"), 3);
 }
+
+/// A queue smaller than SQS's 1 MiB (the fake refuses a batch whose bodies add up to more
+/// than its `MaximumMessageSize`, as AWS is reported to): once a readiness check has read
+/// the size, batches keep within it, so events that each fit are all accepted.
+#[tokio::test]
+async fn batches_keep_within_a_small_queues_message_size() {
+    let (fake, app) = app_on_fake(&[("BRIDGE_BATCH_CONCURRENCY", "1")]).await;
+    fake.set_max_message_size(3_000);
+    let ready: Value = app.get("/readyz").await.json().await.unwrap();
+    assert_eq!(ready["max_message_bytes"], 3_000, "{ready}");
+    // The first call is held, so the others gather behind it into batches.
+    fake.script([Fault::Latency(Duration::from_millis(300))]);
+
+    let events: Vec<String> = (0..8)
+        .map(|n| {
+            let event = workn_event(&format!("sized-{n}"));
+            format!("{event}{}", " ".repeat(1_400 - event.len()))
+        })
+        .collect();
+    let answers = join_all(events.iter().map(|body| app.post_signed(body))).await;
+
+    let statuses: Vec<u16> = answers.iter().map(|a| a.status().as_u16()).collect();
+    assert_eq!(statuses, vec![200; 8]);
+    assert_eq!(fake.stored_count(), 8);
+    // At most two 1,400-byte events fit in 3,000 bytes: at least four calls.
+    assert!(
+        fake.calls("SendMessageBatch") >= 4,
+        "{}",
+        fake.calls("SendMessageBatch")
+    );
+}

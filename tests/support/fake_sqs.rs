@@ -11,7 +11,7 @@
 use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -112,6 +112,8 @@ struct State {
     /// Off for benchmarks: count messages without keeping their bodies.
     keep_messages: bool,
     stored_count: AtomicU64,
+    /// The queue's `MaximumMessageSize`; 0: not reported, not enforced.
+    max_message_size: AtomicUsize,
 }
 
 /// A running fake; dropping it does not stop the server task (tests end with the runtime).
@@ -144,6 +146,7 @@ impl FakeSqs {
             calls: Mutex::new(HashMap::new()),
             keep_messages,
             stored_count: AtomicU64::new(0),
+            max_message_size: AtomicUsize::new(0),
         });
         let shared = Arc::clone(&state);
         tokio::spawn(async move {
@@ -179,6 +182,13 @@ impl FakeSqs {
             mix: mix.to_vec(),
             state: seed.max(1),
         };
+    }
+
+    /// A queue made with this `MaximumMessageSize`: `GetQueueAttributes` reports it, and a
+    /// `SendMessageBatch` whose bodies add up to more is refused whole
+    /// (`BatchRequestTooLong`), as AWS is reported to do.
+    pub fn set_max_message_size(&self, bytes: usize) {
+        self.state.max_message_size.store(bytes, Ordering::SeqCst);
     }
 
     /// While on, every connection is closed without an answer.
@@ -376,6 +386,17 @@ fn handle(state: &State, action: &str, body: &[u8], fault: Fault) -> Answer {
         },
         "SendMessageBatch" => match serde_json::from_slice::<Batch<'_>>(body) {
             Err(_) => error(400, "InvalidParameterValue"),
+            Ok(batch)
+                if state.max_message_size.load(Ordering::SeqCst) > 0
+                    && batch
+                        .entries
+                        .iter()
+                        .map(|e| e.message_body.len())
+                        .sum::<usize>()
+                        > state.max_message_size.load(Ordering::SeqCst) =>
+            {
+                error(400, "BatchRequestTooLong")
+            }
             Ok(batch) => {
                 let mut successful = Vec::new();
                 let mut failed = Vec::new();
@@ -407,11 +428,15 @@ fn handle(state: &State, action: &str, body: &[u8], fault: Fault) -> Answer {
                 )
             }
         },
-        "GetQueueAttributes" => Answer::Reply(
-            200,
-            json!({ "Attributes": { "FifoQueue": "true", "ContentBasedDeduplication": "false" } })
-                .to_string(),
-        ),
+        "GetQueueAttributes" => {
+            let mut attributes =
+                json!({ "FifoQueue": "true", "ContentBasedDeduplication": "false" });
+            let max = state.max_message_size.load(Ordering::SeqCst);
+            if max > 0 {
+                attributes["MaximumMessageSize"] = max.to_string().into();
+            }
+            Answer::Reply(200, json!({ "Attributes": attributes }).to_string())
+        }
         other => error(400, &format!("UnsupportedOperation{other}")),
     };
     match fault {
