@@ -36,8 +36,8 @@ EXPOSE 8080
 USER 10001:10001
 # Liveness only: `healthcheck` asks /healthz on loopback, at the port and with the TLS
 # setting of the container's own configuration (BRIDGE_LISTEN, BRIDGE_TLS_CERT; a
-# settings file as BRIDGE_CONFIG, which it sees, not --config, which it doesn't);
-# `healthcheck --ready` (the queue answers) is what load balancers ask of /readyz.
+# settings file as BRIDGE_CONFIG, which it sees, not --config, which it doesn't).
+# Load balancers should ask /readyz (the queue answers); `healthcheck --ready` does the same.
 HEALTHCHECK --interval=15s --timeout=3s --start-period=5s --retries=3 \
     CMD ["/usr/local/bin/webhook-sqs-bridge", "healthcheck", "--timeout-ms", "2500"]
 # SIGTERM (the default stop signal) makes the bridge drain in-flight forwards for up to

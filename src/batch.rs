@@ -1,7 +1,8 @@
 //! Group commit: concurrent forwards share `SendMessageBatch` calls.
 //!
 //! An event is sent at once when no call is in flight; events that arrive while a call is
-//! in flight wait in a queue and leave together when it ends, up to 10 entries and 1 MiB.
+//! in flight wait in a queue and leave together when it ends, up to 10 entries and 1 MiB
+//! (or the queue's `MaximumMessageSize`, once a readiness check has read a smaller one).
 //! A batch that is already full does not wait: it takes the next free call slot
 //! (`BRIDGE_BATCH_CONCURRENCY`). There is no linger timer, so an idle bridge adds no
 //! latency, and under load the SDK's per-call cost is shared by up to ten events.
@@ -24,7 +25,7 @@ use crate::telemetry::metric;
 
 /// SQS's limits for one `SendMessageBatch` call.
 pub const MAX_ENTRIES: usize = 10;
-pub const MAX_BATCH_BYTES: usize = 1_048_576;
+pub const MAX_BATCH_BYTES: usize = crate::event::SQS_MAX_MESSAGE_BYTES;
 
 /// Back-off before an entry SQS failed on its side goes out again.
 const ENTRY_RETRY_DELAY: Duration = Duration::from_millis(50);

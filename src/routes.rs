@@ -85,6 +85,7 @@ impl ReadinessCache {
 
     /// The largest message the queue takes (its `MaximumMessageSize`, attributes
     /// included), as last seen.
+    #[must_use]
     pub fn queue_max_message_bytes(&self) -> usize {
         self.queue_max_message_bytes.load(Ordering::Relaxed)
     }
@@ -488,10 +489,10 @@ async fn forward(
         Pending::Signature { key_verified: true } | Pending::Done(_) => None,
     };
     // Held until the webhook is answered: the body stays in memory until SQS has it.
-    let (body, mut bytes) = read_body(req, payload, state, unverified.is_some()).await?;
+    let (body, mut body_permits) = read_body(req, payload, state, unverified.is_some()).await?;
     let method = state.authenticator.check_body(&presented, pending, &body)?;
     drop(unverified);
-    bytes.verified();
+    body_permits.verified();
     log.auth = Some(method.as_str());
 
     // One copy-free conversion: the same string is checked, hashed and sent.
@@ -512,9 +513,14 @@ async fn forward(
     // A queue made to take less than the bridge accepts: the deployment's to fix, so
     // `503` (the vendor retries) without a call SQS would refuse.
     let size = queue::message_bytes(&body, &attributes);
-    let max = state.readiness.queue_max_message_bytes();
-    if size > max {
-        return Err(WebhookError::QueueTooSmall { size, max });
+    if size > state.readiness.queue_max_message_bytes() {
+        // It may have been raised since the last check, which only `/readyz` prompts:
+        // look again (a cached answer, one check at a time).
+        state.readiness.get(state.queue.as_ref()).await;
+        let max = state.readiness.queue_max_message_bytes();
+        if size > max {
+            return Err(WebhookError::QueueTooSmall { size, max });
+        }
     }
     let deduplication_id = state
         .deduplicator

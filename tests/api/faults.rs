@@ -483,3 +483,18 @@ async fn batches_keep_within_a_small_queues_message_size() {
         fake.calls("SendMessageBatch")
     );
 }
+
+/// A batch answer listing an entry both as sent and as failed: the entry is sent again
+/// with the same keys, so SQS keeps one copy, and the webhook gets `200`.
+#[tokio::test]
+async fn an_entry_listed_as_both_sent_and_failed_is_sent_again_and_stored_once() {
+    let (fake, app) = app_on_fake(&[]).await;
+    fake.script([Fault::EntryListedTwice]);
+    let body = workn_event("listed-twice");
+
+    assert_eq!(app.post_signed(&body).await.status(), 200);
+    assert_eq!(fake.calls("SendMessageBatch"), 2, "sent again");
+    let stored = fake.stored();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].body, body);
+}

@@ -284,4 +284,16 @@ async fn larger_than_the_queue_takes(batch: &str) {
     let fits = padded("fits", 4_000);
     assert_eq!(app.post_signed(&fits).await.status(), 200, "batch {batch}");
     assert_eq!(app.queued_bodies(1).await, vec![fits]);
+
+    // Raised: the next larger event finds it out for itself, without a probe of /readyz.
+    app.sqs
+        .set_queue_attributes()
+        .queue_url(&app.queue_url)
+        .attributes(QueueAttributeName::MaximumMessageSize, "1048576")
+        .send()
+        .await
+        .unwrap();
+    let large = padded("after-raising", 4_090);
+    assert_eq!(app.post_signed(&large).await.status(), 200, "batch {batch}");
+    assert_eq!(app.queued_bodies(1).await, vec![large]);
 }

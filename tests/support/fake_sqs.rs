@@ -48,6 +48,9 @@ pub enum Fault {
     /// In a batch call (scripted): every entry is refused as the sender's fault
     /// (`SenderFault: true`, `InvalidMessageContents`), not stored.
     EntryRefused,
+    /// In a batch call (scripted): every entry is stored, then listed both as successful
+    /// and as failed on SQS's side (an answer that contradicts itself).
+    EntryListedTwice,
 }
 
 /// A message the fake accepted (once: duplicates are not stored again).
@@ -402,6 +405,12 @@ fn handle(state: &State, action: &str, body: &[u8], fault: Fault) -> Answer {
                 let mut failed = Vec::new();
                 for entry in &batch.entries {
                     let entry_id = Value::from(entry.id.as_ref()).to_string();
+                    if fault == Fault::EntryListedTwice {
+                        let (id, seq) = state.store(entry);
+                        successful.push(format!(r#"{{"Id":{entry_id},{}}}"#, sent(&id, seq)));
+                        failed.push(format!(r#"{{"Id":{entry_id},"SenderFault":false,"Code":"InternalError","Message":"fake SQS: listed twice"}}"#));
+                        continue;
+                    }
                     if fault == Fault::EntryRefused {
                         failed.push(format!(r#"{{"Id":{entry_id},"SenderFault":true,"Code":"InvalidMessageContents","Message":"fake SQS: entry refused"}}"#));
                         continue;
