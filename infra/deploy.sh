@@ -67,7 +67,7 @@ service_template="$repo/infra/service.yaml"
 target="" stack="" service_stack="" all_outputs=0 restart_service=0 allow_replacement=0
 params=() service_params=()
 
-usage() { sed -n '2,61p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,/^[^#]/{/^#/p;}' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --target) target="${2:-}"; shift 2 ;;

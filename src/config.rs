@@ -172,7 +172,7 @@ impl Config {
     }
 
     fn from_raw(raw: &BTreeMap<&'static str, Raw>) -> Result<Self, ConfigError> {
-        let get = |name: &str| raw.get(name).filter(|r| !r.value.trim().is_empty());
+        let get = |name: &str| setting(raw, name);
         let parse = |name: &str, default: &str| -> (String, String) {
             match get(name) {
                 Some(r) => (r.value.trim().to_owned(), r.source.clone()),
@@ -271,7 +271,7 @@ impl Config {
         // Tokio's semaphores hold at most `MAX_PERMITS` (2^61 on 64-bit, 2^29 on 32-bit).
         let max_permits = u64::try_from(tokio::sync::Semaphore::MAX_PERMITS).unwrap_or(u64::MAX);
         let max_buffered_bytes = number(&buffered, 1, max_permits.min(1 << 36))?;
-        if max_buffered_bytes / 2 < max_body_bytes {
+        if unverified_share(max_buffered_bytes) < max_body_bytes {
             return Err(ConfigError::new(
                 &buffered.1,
                 format!(
@@ -349,9 +349,8 @@ impl Config {
             }
         };
 
-        let allowed_sources_blank = raw
-            .get("BRIDGE_ALLOWED_SOURCES")
-            .is_some_and(|r| r.value.trim().is_empty());
+        let allowed_sources_blank = raw.contains_key("BRIDGE_ALLOWED_SOURCES")
+            && setting(raw, "BRIDGE_ALLOWED_SOURCES").is_none();
 
         Ok(Self {
             queue_url,
@@ -449,6 +448,13 @@ impl Config {
     }
 }
 
+/// The part of `BRIDGE_MAX_BUFFERED_BYTES` that senders known only once their body's HMAC
+/// is checked may hold: half.
+#[must_use]
+pub fn unverified_share(max_buffered_bytes: usize) -> usize {
+    max_buffered_bytes / 2
+}
+
 /// The default for `BRIDGE_MAX_BUFFERED_BYTES`: 64 MiB, room for 64 of the largest bodies
 /// or tens of thousands of typical ones, well inside a 512 MiB container.
 pub const DEFAULT_MAX_BUFFERED_BYTES: usize = 64 << 20;
@@ -470,11 +476,14 @@ impl Listener {
         let raw = raw_settings(file, |name| std::env::var(name).ok())?;
         Ok(Self {
             addr: listen_address(&raw)?,
-            tls: raw
-                .get("BRIDGE_TLS_CERT")
-                .is_some_and(|r| !r.value.trim().is_empty()),
+            tls: setting(&raw, "BRIDGE_TLS_CERT").is_some(),
         })
     }
+}
+
+/// A setting's raw value; a blank one counts as unset.
+fn setting<'a>(raw: &'a BTreeMap<&'static str, Raw>, name: &str) -> Option<&'a Raw> {
+    raw.get(name).filter(|r| !r.value.trim().is_empty())
 }
 
 /// The file's settings, then the environment's over them.
@@ -502,10 +511,7 @@ fn raw_settings(
 
 /// `BRIDGE_LISTEN`, `0.0.0.0:8080` when unset or blank.
 fn listen_address(raw: &BTreeMap<&'static str, Raw>) -> Result<SocketAddr, ConfigError> {
-    let Some(r) = raw
-        .get("BRIDGE_LISTEN")
-        .filter(|r| !r.value.trim().is_empty())
-    else {
+    let Some(r) = setting(raw, "BRIDGE_LISTEN") else {
         return Ok(SocketAddr::from(([0, 0, 0, 0], 8080)));
     };
     let value = r.value.trim();

@@ -579,7 +579,6 @@ fn check_content_type(req: &HttpRequest) -> Result<(), WebhookError> {
 /// sender is not yet known. Dropping it gives them back.
 #[derive(Default)]
 struct BodyBytes {
-    taken: usize,
     held: Option<OwnedSemaphorePermit>,
     unverified: Option<OwnedSemaphorePermit>,
 }
@@ -592,7 +591,11 @@ impl BodyBytes {
         total: usize,
         unverified: bool,
     ) -> Result<(), WebhookError> {
-        let Some(more) = total.checked_sub(self.taken).filter(|n| *n > 0) else {
+        let taken = self
+            .held
+            .as_ref()
+            .map_or(0, OwnedSemaphorePermit::num_permits);
+        let Some(more) = total.checked_sub(taken).filter(|n| *n > 0) else {
             return Ok(());
         };
         // Never more than the body limit (about 1 MiB), far below 4 GiB.
@@ -606,23 +609,24 @@ impl BodyBytes {
             .then(|| take(&state.unverified_bytes))
             .transpose()?;
         let held = take(&state.buffered)?;
-        for (slot, permit) in [
-            (&mut self.held, Some(held)),
-            (&mut self.unverified, unverified),
-        ] {
-            match (slot.as_mut(), permit) {
-                (Some(slot), Some(permit)) => slot.merge(permit),
-                (None, permit) => *slot = permit,
-                (Some(_), None) => {}
-            }
+        add(&mut self.held, held);
+        if let Some(permit) = unverified {
+            add(&mut self.unverified, permit);
         }
-        self.taken = total;
         Ok(())
     }
 
     /// The sender is known now: its bytes no longer count against the unverified half.
     fn verified(&mut self) {
         self.unverified = None;
+    }
+}
+
+/// Adds `permit` to what `slot` holds (permits of one semaphore).
+fn add(slot: &mut Option<OwnedSemaphorePermit>, permit: OwnedSemaphorePermit) {
+    match slot {
+        Some(held) => held.merge(permit),
+        None => *slot = Some(permit),
     }
 }
 

@@ -154,7 +154,9 @@ impl Application {
             in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
             unverified: Arc::new(Semaphore::new(config.max_in_flight.div_ceil(2))),
             buffered: Arc::new(Semaphore::new(config.max_buffered_bytes)),
-            unverified_bytes: Arc::new(Semaphore::new(config.max_buffered_bytes / 2)),
+            unverified_bytes: Arc::new(Semaphore::new(crate::config::unverified_share(
+                config.max_buffered_bytes,
+            ))),
             max_buffered_bytes: config.max_buffered_bytes,
             readiness: Arc::new(routes::ReadinessCache::new(config.ready_cache)),
             max_in_flight: u32::try_from(config.max_in_flight).unwrap_or(u32::MAX),
