@@ -18,8 +18,8 @@ use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, si
 use aws_sigv4::sign::v4::SigningParams;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use webhook_sqs_bridge::event::{DeduplicationId, MessageGroupId};
-use webhook_sqs_bridge::queue::{EntryResult, EventQueue as _, OutgoingMessage, SqsQueue};
+use webhook_sqs_bridge::keys::{DeduplicationId, MessageGroupId};
+use webhook_sqs_bridge::{EntryResult, OutgoingMessage, SendBatch as _, SqsQueue};
 
 /// Calls per kind, unless the second argument says otherwise (e.g. fewer under
 /// `valgrind --tool=callgrind`, where a third argument picks the kinds by label prefix).

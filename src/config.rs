@@ -13,11 +13,12 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret as _, SecretString};
 
-use crate::access::{self, SourcePolicy};
+use crate::http::access::{self, SourcePolicy};
 use std::sync::Arc;
 
-use crate::dedup::DedupMode;
-use crate::event::{EventSetupId, MAX_BODY_BYTES};
+use crate::forward::dedup::DedupMode;
+use crate::forward::keys::EventSetupId;
+use crate::sqs::limits::MAX_BODY_BYTES;
 
 /// Every setting the bridge reads, as its environment variable.
 pub const SETTINGS: &[&str] = &[
@@ -330,7 +331,7 @@ impl Config {
             Duration::from_secs(number(&parse("BRIDGE_TLS_RELOAD_S", "60"), 0, 86_400)? as u64);
         let tls = match (get("BRIDGE_TLS_CERT"), get("BRIDGE_TLS_KEY")) {
             (None, None) => None,
-            (Some(cert), Some(key)) => Some(crate::tls::server_config(
+            (Some(cert), Some(key)) => Some(crate::http::tls::server_config(
                 Path::new(cert.value.trim()),
                 Path::new(key.value.trim()),
                 tls_reload,

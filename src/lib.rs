@@ -1,31 +1,29 @@
 //! webhook-sqs-bridge: authenticates vendor webhook events and forwards them, byte for
 //! byte, into an Amazon SQS FIFO queue, answering only once SQS has accepted them.
 //!
-//! Layout (see ARCHITECTURE.md for the full map):
-//! - [`config`]: settings from file and environment, validated once.
-//! - [`access`]: source allow-list and trusted proxies.
-//! - [`auth`]: `X-api-key` / `X-Payload-Signature` checks.
-//! - [`event`]: body checks and the FIFO key newtypes.
-//! - [`dedup`]: choosing deduplication ids.
-//! - [`queue`]: the `EventQueue` seam and its SQS implementation.
-//! - [`batch`]: group commit of concurrent forwards into `SendMessageBatch`.
-//! - [`routes`]: the HTTP handlers; [`startup`]: the server; [`tls`]: native HTTPS.
-//! - [`telemetry`]: logging and Prometheus metrics; [`json`]: JSON string escaping for
-//!   the log lines and the SQS request bodies.
-//! - [`cli`]: the command line; [`toolbox`]: `send-test-event` and `check-config`.
+//! Layout (ARCHITECTURE.md has the full map), in the order a request meets it:
+//! - [`http`]: the endpoints; source policy, admission (slots, body bytes), the error
+//!   table, the request log, native TLS.
+//! - `forward`: the pipeline from an authenticated body to an outgoing message:
+//!   [`auth`], [`event`] and its FIFO [`keys`], [`dedup`], the group choice.
+//! - `sqs`: the SQS side: client, the two send calls, group-commit batching behind the
+//!   `SendBatch` seam, error classification, readiness, size limits, and `wire` (what
+//!   bypasses the SDK's serializer).
+//! - [`config`]: settings, layered and validated once; [`startup`]: building and running
+//!   the server, and the drain on shutdown; [`telemetry`]: logs and metrics.
+//! - [`cli`]: the command line and its toolbox (`send-test-event`, `check-config`,
+//!   `healthcheck`).
 
-pub mod access;
-pub mod auth;
-pub mod batch;
 pub mod cli;
 pub mod config;
-pub mod dedup;
-pub mod event;
-pub mod json;
-pub mod queue;
-pub mod routes;
-pub mod sqs_json;
+mod forward;
+pub mod http;
+mod sqs;
 pub mod startup;
 pub mod telemetry;
-pub mod tls;
-pub mod toolbox;
+
+pub use forward::{Event, Pipeline, auth, dedup, event, keys};
+pub use sqs::{
+    Batcher, EntryResult, OutgoingMessage, QueueLimits, Readiness, Receipt, SendBatch, SendError,
+    Sender, SqsQueue,
+};

@@ -8,15 +8,15 @@ use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{App, HttpServer, web};
-use tokio::sync::Semaphore;
 
-use crate::auth::Authenticator;
-use crate::batch::BatchingQueue;
 use crate::config::Config;
-use crate::dedup::Deduplicator;
-use crate::event::MessageGroupId;
-use crate::queue::{EventQueue, SqsQueue};
-use crate::routes::{self, AppState};
+use crate::forward::Pipeline;
+use crate::forward::auth::Authenticator;
+use crate::forward::dedup::{Deduplicator, SQS_DEDUP_WINDOW};
+use crate::forward::keys::MessageGroupId;
+use crate::http::admission::BodyLimits;
+use crate::http::{self, Admission, AppState};
+use crate::sqs::{Batcher, QueueLimits, ReadinessCache, Sender, SqsQueue};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -33,62 +33,25 @@ pub enum StartupError {
     },
 }
 
-/// Where each worker's forwards go.
-#[derive(Clone)]
-pub enum Queues {
-    /// One queue behind every worker.
-    Shared(Arc<dyn EventQueue>),
-    /// A queue of each worker's own, from `make` (called once per worker). `probe`
-    /// answers the start-up readiness check, outside any worker.
-    PerWorker {
-        make: Arc<dyn Fn() -> Arc<dyn EventQueue> + Send + Sync>,
-        probe: Arc<dyn EventQueue>,
-    },
-}
-
-impl From<Arc<dyn EventQueue>> for Queues {
-    fn from(queue: Arc<dyn EventQueue>) -> Self {
-        Self::Shared(queue)
-    }
-}
-
-impl Queues {
-    fn for_worker(&self) -> Arc<dyn EventQueue> {
-        match self {
-            Self::Shared(queue) => Arc::clone(queue),
-            Self::PerWorker { make, .. } => make(),
-        }
-    }
-
-    fn probe(&self) -> Arc<dyn EventQueue> {
-        match self {
-            Self::Shared(queue) | Self::PerWorker { probe: queue, .. } => Arc::clone(queue),
-        }
-    }
-}
-
-/// The SQS queue as configured.
+/// How events reach `queue`, as configured.
 ///
 /// Batched (group commit): one dispatcher on the current Tokio runtime, shared by every
 /// worker, with at most `BRIDGE_BATCH_CONCURRENCY` calls in flight; the SDK's work stays
-/// on that runtime's thread (a dispatcher per worker measured 8–15% more CPU per event).
-/// Must run inside a Tokio runtime.
+/// on that runtime's thread (docs/BENCHMARKS.md, "The SQS side on one thread"). Must run
+/// inside a Tokio runtime.
 ///
-/// One call per event: the calls run in the request handlers, so each worker gets a queue
-/// with a connection pool of its own and its calls stay on its thread
-/// ([`SqsQueue::with_own_connections`]).
-#[must_use]
-pub fn sqs_queue(config: &Config, queue: SqsQueue) -> Queues {
+/// One call per event: the calls run in the request handlers, and each worker gets a
+/// connection pool of its own ([`Sender::for_worker`]).
+fn sender(config: &Config, queue: SqsQueue, limits: &Arc<QueueLimits>) -> Sender {
     if config.batch {
-        return Queues::Shared(Arc::new(BatchingQueue::start(
-            queue,
+        Sender::Batching(Batcher::start(
+            Arc::new(queue),
             config.batch_concurrency,
             config.forward_timeout,
-        )));
-    }
-    Queues::PerWorker {
-        probe: Arc::new(queue.clone()),
-        make: Arc::new(move || Arc::new(queue.with_own_connections())),
+            Arc::clone(limits),
+        ))
+    } else {
+        Sender::Direct(queue)
     }
 }
 
@@ -99,7 +62,7 @@ pub struct Application {
     /// `/metrics` on `BRIDGE_METRICS_LISTEN`, when set.
     metrics_server: Option<Server>,
     metrics_port: Option<u16>,
-    /// Shared state; its `queue` is the probe the start-up readiness report uses.
+    /// Shared state, for the drain and the start-up readiness report.
     state: web::Data<AppState>,
     shutdown_timeout: Duration,
 }
@@ -116,52 +79,55 @@ impl Application {
     /// Builds the bridge against the SQS queue from configuration and the AWS chain.
     pub async fn build(config: &Config) -> Result<Self, StartupError> {
         let queue = SqsQueue::from_env(config.queue_url.clone(), config.forward_timeout).await;
-        Self::build_with_queue(config, sqs_queue(config, queue))
+        Self::build_with_queue(config, queue)
     }
 
-    /// Builds the bridge in front of any [`EventQueue`] (tests use a fault-injecting fake).
-    pub fn build_with_queue(
-        config: &Config,
-        queues: impl Into<Queues>,
-    ) -> Result<Self, StartupError> {
-        let queues = queues.into();
+    /// Builds the bridge in front of `queue` (tests point its client at LocalStack or
+    /// at a fake SQS).
+    pub fn build_with_queue(config: &Config, queue: SqsQueue) -> Result<Self, StartupError> {
         let bind_error = |source| StartupError::Bind {
             addr: config.listen,
             source,
         };
         let listener = TcpListener::bind(config.listen).map_err(bind_error)?;
         let port = listener.local_addr().map_err(bind_error)?.port();
+        let limits = Arc::new(QueueLimits::default());
+        let readiness = Arc::new(ReadinessCache::new(
+            queue.clone(),
+            config.ready_cache,
+            Arc::clone(&limits),
+        ));
         let template = AppState {
             authenticator: Authenticator::new(
                 &config.shared_secrets,
                 &config.api_keys,
                 config.allow_unauthenticated,
             ),
-            queue: queues.probe(),
-            // SQS's window starts when it accepts a message, up to a forward timeout after
-            // the id was chosen: remembered that much longer, an id is never given out
-            // again while SQS may still hold it.
-            deduplicator: Arc::new(Deduplicator::with_window(
-                config.dedup,
-                crate::dedup::SQS_DEDUP_WINDOW + config.forward_timeout,
-            )),
-            default_group: config
-                .event_setup_id
-                .as_ref()
-                .map(MessageGroupId::for_event_setup),
-            max_body_bytes: config.max_body_bytes,
-            body_read_timeout: config.body_read_timeout,
-            in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
-            unverified: Arc::new(Semaphore::new(config.max_in_flight.div_ceil(2))),
-            buffered: Arc::new(Semaphore::new(config.max_buffered_bytes)),
-            unverified_bytes: Arc::new(Semaphore::new(crate::config::unverified_share(
+            pipeline: Arc::new(Pipeline {
+                // SQS's window starts when it accepts a message, up to a forward timeout
+                // after the id was chosen: remembered that much longer, an id is never
+                // given out again while SQS may still hold it.
+                deduplicator: Arc::new(Deduplicator::with_window(
+                    config.dedup,
+                    SQS_DEDUP_WINDOW + config.forward_timeout,
+                )),
+                default_group: config
+                    .event_setup_id
+                    .as_ref()
+                    .map(MessageGroupId::for_event_setup),
+            }),
+            sender: sender(config, queue, &limits),
+            admission: Arc::new(Admission::new(
+                config.max_in_flight,
                 config.max_buffered_bytes,
-            ))),
-            max_buffered_bytes: config.max_buffered_bytes,
-            readiness: Arc::new(routes::ReadinessCache::new(config.ready_cache)),
-            max_in_flight: u32::try_from(config.max_in_flight).unwrap_or(u32::MAX),
+                BodyLimits {
+                    max_body_bytes: config.max_body_bytes,
+                    read_timeout: config.body_read_timeout,
+                },
+            )),
+            readiness,
             draining: Arc::new(AtomicBool::new(false)),
-            warnings: config.warnings(),
+            warnings: Arc::new(config.warnings()),
             sources: config.sources.clone(),
         };
         let shared = web::Data::new(template.clone());
@@ -170,12 +136,12 @@ impl Application {
         crate::telemetry::prometheus();
         let server = HttpServer::new(move || {
             let state = AppState {
-                queue: queues.for_worker(),
+                sender: template.sender.for_worker(),
                 ..template.clone()
             };
             App::new()
                 .app_data(web::Data::new(state))
-                .configure(|cfg| routes::configure(cfg, &path, metrics_here))
+                .configure(|cfg| http::configure(cfg, &path, metrics_here))
         })
         .workers(config.workers)
         // Signals are handled in `run_until_stopped`, which drains in-flight forwards
@@ -204,7 +170,7 @@ impl Application {
                 let server = HttpServer::new(move || {
                     App::new()
                         .app_data(state.clone())
-                        .route("/metrics", web::get().to(routes::metrics))
+                        .route("/metrics", web::get().to(http::metrics))
                 })
                 .workers(1)
                 .disable_signals()
@@ -245,13 +211,10 @@ impl Application {
     /// Logs whether the queue is ready, without holding up start-up: an SQS outage at
     /// deploy time must not stop the bridge from serving `/healthz`.
     pub fn report_readiness(&self) {
-        let (cache, queue) = (
-            Arc::clone(&self.state.readiness),
-            Arc::clone(&self.state.queue),
-        );
+        let cache = Arc::clone(&self.state.readiness);
         tokio::spawn(async move {
             // The cache logs this first answer, and each later change `/readyz` sees.
-            cache.get(queue.as_ref()).await;
+            cache.get().await;
         });
     }
 
@@ -269,12 +232,11 @@ impl Application {
             tracing::info!("shutdown signal received: finishing in-flight forwards");
             state.draining.store(true, Ordering::SeqCst);
             handle.pause().await;
-            let all = state.in_flight.acquire_many(state.max_in_flight);
+            let all = state.admission.all_answered();
             match tokio::time::timeout(timeout, all).await {
-                Ok(_) => tracing::info!("every in-flight forward has been answered"),
+                Ok(()) => tracing::info!("every in-flight forward has been answered"),
                 Err(_) => tracing::warn!(
-                    still_in_flight =
-                        state.max_in_flight as usize - state.in_flight.available_permits(),
+                    still_in_flight = state.admission.slots_in_use().0,
                     "BRIDGE_SHUTDOWN_TIMEOUT_S passed with forwards still in flight; their senders will retry"
                 ),
             }

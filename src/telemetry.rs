@@ -13,7 +13,7 @@ use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::config::LogFormat;
-use crate::json::write_string;
+use crate::sqs::wire::escape::write_string;
 
 /// Installs the global subscriber; a second call (tests) is a no-op.
 pub fn init(format: LogFormat) {
@@ -135,7 +135,7 @@ struct Escaped<'a, 'w>(&'a mut Writer<'w>);
 
 impl fmt::Write for Escaped<'_, '_> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        crate::json::write_escaped(self.0, s)
+        crate::sqs::wire::escape::write_escaped(self.0, s)
     }
 }
 

@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::types::{Message, MessageSystemAttributeName, QueueAttributeName};
 use tokio::sync::OnceCell;
+use webhook_sqs_bridge::SqsQueue;
 use webhook_sqs_bridge::config::Config;
-use webhook_sqs_bridge::queue::SqsQueue;
-use webhook_sqs_bridge::startup::{self, Application, Queues};
+use webhook_sqs_bridge::startup::Application;
 
 pub const SECRET: &str = "test-shared-secret-1";
 pub const SECRET_2: &str = "test-shared-secret-2";
@@ -138,7 +138,7 @@ pub async fn spawn_app_on(
 ) -> TestApp {
     let config = test_config(&queue_url, extra);
     let queue = SqsQueue::new(&sqs, queue_url.clone(), config.forward_timeout);
-    spawn_with_queue(&config, startup::sqs_queue(&config, queue), sqs, queue_url)
+    spawn_with_queue(&config, queue, sqs, queue_url)
 }
 
 /// The bridge with its SQS client pointed somewhere other than LocalStack (a fake, a
@@ -150,18 +150,13 @@ pub fn spawn_against(
 ) -> TestApp {
     let config = test_config(queue_url, extra);
     let queue = SqsQueue::new(&client, queue_url.to_owned(), config.forward_timeout);
-    spawn_with_queue(
-        &config,
-        startup::sqs_queue(&config, queue),
-        client,
-        queue_url.to_owned(),
-    )
+    spawn_with_queue(&config, queue, client, queue_url.to_owned())
 }
 
-/// The bridge in front of the given queues.
+/// The bridge in front of the given queue.
 pub fn spawn_with_queue(
     config: &Config,
-    queue: Queues,
+    queue: SqsQueue,
     sqs: aws_sdk_sqs::Client,
     queue_url: String,
 ) -> TestApp {

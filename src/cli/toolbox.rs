@@ -11,8 +11,7 @@ use http_body_util::{BodyExt as _, Full};
 use secrecy::{ExposeSecret as _, SecretString};
 
 use crate::config::{Config, Listener};
-use crate::queue::EventQueue as _;
-use crate::queue::{Readiness, SqsQueue};
+use crate::sqs::{Readiness, SqsQueue};
 
 /// Which of the vendor's event shapes to send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -120,7 +119,7 @@ impl Sender {
         request = match &self.credential {
             Credential::Secret(secret) => request.header(
                 "X-Payload-Signature",
-                crate::auth::sign(secret.expose_secret().as_bytes(), body.as_bytes()),
+                crate::forward::auth::sign(secret.expose_secret().as_bytes(), body.as_bytes()),
             ),
             Credential::ApiKey(key) => request.header("X-api-key", key.expose_secret()),
         };
@@ -197,14 +196,14 @@ pub async fn check_config(config: &Config) -> Report {
     match &config.event_setup_id {
         Some(id) => report.ok(format!(
             "events without a MessageGroupId go to {}",
-            crate::event::MessageGroupId::for_event_setup(id).as_str()
+            crate::forward::keys::MessageGroupId::for_event_setup(id).as_str()
         )),
         None => report.warn(
             "BRIDGE_EVENT_SETUP_ID is not set: events without their own MessageGroupId get 400",
         ),
     }
     report.ok(format!("deduplication mode {}", config.dedup.as_str()));
-    if config.dedup == crate::dedup::DedupMode::Timestamp {
+    if config.dedup == crate::forward::dedup::DedupMode::Timestamp {
         report.warn(
             "timestamp deduplication is per process: run one replica, or use BRIDGE_DEDUP=event-id",
         );
@@ -234,7 +233,7 @@ pub async fn check_config(config: &Config) -> Report {
             }
             // The attributes the bridge adds take at most this much beside the body.
             let room = max_message_bytes
-                .map(|max| max.saturating_sub(crate::event::ATTRIBUTE_RESERVE_BYTES));
+                .map(|max| max.saturating_sub(crate::sqs::limits::ATTRIBUTE_RESERVE_BYTES));
             match (max_message_bytes, room) {
                 (Some(max), Some(room)) if room < config.max_body_bytes => report.warn(format!(
                     "the queue takes messages of at most {max} bytes (MaximumMessageSize), less than BRIDGE_MAX_BODY_BYTES ({}) allows: larger events get 503 queue_too_small until it is raised (up to 1048576)",
@@ -366,7 +365,7 @@ pub async fn healthcheck(
         ip => vec![ip],
     };
     let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(crate::tls::loopback_client_config())
+        .with_tls_config(crate::http::tls::loopback_client_config())
         .https_or_http()
         .enable_http1()
         .build();

@@ -11,7 +11,8 @@ use std::str::FromStr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::event::{DeduplicationId, MessageGroupId, ParsedEvent, body_digest, sha256};
+use super::event::{ParsedEvent, body_digest, sha256};
+use super::keys::{DeduplicationId, MessageGroupId};
 
 /// SQS's deduplication interval.
 pub const SQS_DEDUP_WINDOW: Duration = Duration::from_mins(5);
@@ -273,7 +274,7 @@ fn identity_key(group: &MessageGroupId, event: &ParsedEvent, body: &[u8]) -> Ide
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::parse;
+    use crate::forward::event::parse;
 
     fn group(s: &str) -> MessageGroupId {
         MessageGroupId::parse(s).unwrap()

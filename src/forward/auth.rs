@@ -13,7 +13,7 @@ use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
 
-use crate::event::sha256;
+use crate::forward::event::sha256;
 
 pub const API_KEY_HEADER: &str = "x-api-key";
 pub const SIGNATURE_HEADER: &str = "x-payload-signature";

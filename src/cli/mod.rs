@@ -1,6 +1,8 @@
 //! The command line. `serve` (the default) runs the bridge; the other subcommands are
 //! tools for operators. `anyhow` lives here, at the top, and nowhere else.
 
+mod toolbox;
+
 use std::io::Read as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,7 +12,7 @@ use clap::{Parser, Subcommand};
 
 use crate::config::{Config, Listener};
 use crate::startup::Application;
-use crate::toolbox::{Credential, SampleEvent, Sender, sample_event};
+use toolbox::{Credential, SampleEvent, Sender, sample_event};
 
 // No `Debug`: the arguments may hold a secret or an API key.
 #[derive(Parser)]
@@ -125,7 +127,7 @@ pub fn main() -> ExitCode {
             };
             let timeout = std::time::Duration::from_millis(timeout_ms);
             let checked =
-                block_on(async { Ok(crate::toolbox::healthcheck(listener, ready, timeout).await) });
+                block_on(async { Ok(toolbox::healthcheck(listener, ready, timeout).await) });
             match checked {
                 Ok(Ok(url)) => {
                     println!("healthy: {url} answered 200");
@@ -146,7 +148,7 @@ pub fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let report = block_on(async { Ok(crate::toolbox::check_config(&config).await) });
+            let report = block_on(async { Ok(toolbox::check_config(&config).await) });
             match report {
                 Ok(report) => {
                     print!("{}", report.text);
@@ -206,7 +208,7 @@ fn run(config: &Config) -> anyhow::Result<()> {
         }
         if let Some(id) = &config.event_setup_id {
             tracing::info!(
-                group = crate::event::MessageGroupId::for_event_setup(id).as_str(),
+                group = crate::forward::keys::MessageGroupId::for_event_setup(id).as_str(),
                 "events without their own MessageGroupId go to this group"
             );
         } else {
@@ -297,5 +299,5 @@ fn sign(secret: &str, file: Option<PathBuf>) -> anyhow::Result<String> {
             body
         }
     };
-    Ok(crate::auth::sign(secret.as_bytes(), &body))
+    Ok(crate::forward::auth::sign(secret.as_bytes(), &body))
 }

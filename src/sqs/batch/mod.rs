@@ -12,20 +12,14 @@
 //! are answered `200`.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 
-use crate::queue::{
-    EntryResult, EventQueue, OutgoingMessage, Readiness, Receipt, SendError, SqsQueue,
-};
+use super::limits::{MAX_BATCH_ENTRIES, QueueLimits};
+use super::send::SendBatch;
+use super::{EntryResult, OutgoingMessage, Receipt, SendError};
 use crate::telemetry::metric;
-
-/// SQS's limits for one `SendMessageBatch` call.
-pub const MAX_ENTRIES: usize = 10;
-pub const MAX_BATCH_BYTES: usize = crate::event::SQS_MAX_MESSAGE_BYTES;
 
 /// Back-off before an entry SQS failed on its side goes out again.
 const ENTRY_RETRY_DELAY: Duration = Duration::from_millis(50);
@@ -46,44 +40,40 @@ impl Pending {
     }
 }
 
-/// An [`EventQueue`] that coalesces concurrent sends into batches.
-pub struct BatchingQueue {
-    queue: Arc<SqsQueue>,
+/// The handle to the dispatcher: coalesces concurrent sends into batch calls. Cheap to
+/// clone; every worker holds one.
+#[derive(Clone)]
+pub struct Batcher {
     submit: mpsc::UnboundedSender<Pending>,
     forward_timeout: Duration,
-    /// A batch's byte budget: `MAX_BATCH_BYTES`, or the queue's `MaximumMessageSize` once
-    /// a readiness check has seen a smaller one (a 256 KiB queue may refuse a batch
-    /// larger than that, failing every event in it).
-    max_batch_bytes: Arc<AtomicUsize>,
 }
 
-impl BatchingQueue {
-    /// Starts the dispatcher on the current Tokio runtime. At most `concurrency` batch
-    /// calls are in flight at once.
+impl Batcher {
+    /// Starts the dispatcher on the current Tokio runtime, in front of `sink`. At most
+    /// `concurrency` batch calls are in flight at once; batches keep within `limits`.
     #[must_use]
-    pub fn start(queue: SqsQueue, concurrency: usize, forward_timeout: Duration) -> Self {
-        let queue = Arc::new(queue);
+    pub fn start<S: SendBatch>(
+        sink: Arc<S>,
+        concurrency: usize,
+        forward_timeout: Duration,
+        limits: Arc<QueueLimits>,
+    ) -> Self {
         let (submit, receive) = mpsc::unbounded_channel();
-        let max_batch_bytes = Arc::new(AtomicUsize::new(MAX_BATCH_BYTES));
         tokio::spawn(dispatch(
-            Arc::clone(&queue),
+            sink,
             receive,
             submit.clone(),
             concurrency.max(1),
-            Arc::clone(&max_batch_bytes),
+            limits,
         ));
         Self {
-            queue,
             submit,
             forward_timeout,
-            max_batch_bytes,
         }
     }
-}
 
-#[async_trait]
-impl EventQueue for BatchingQueue {
-    async fn send(&self, message: OutgoingMessage) -> Result<Receipt, SendError> {
+    /// Resolves once SQS has the message, or with why not, within the forward timeout.
+    pub async fn send(&self, message: OutgoingMessage) -> Result<Receipt, SendError> {
         let (reply, answer) = oneshot::channel();
         let size = message.size();
         let deadline = Instant::now() + self.forward_timeout;
@@ -94,32 +84,13 @@ impl EventQueue for BatchingQueue {
             reply,
         };
         if self.submit.send(pending).is_err() {
-            return Err(SendError::Failed {
-                code: "dispatcher_stopped".into(),
-                detail: "the batch dispatcher is not running".into(),
-            });
+            return Err(SendError::stopped("the batch dispatcher is not running"));
         }
         match tokio::time::timeout_at(deadline.into(), answer).await {
             Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(SendError::Failed {
-                code: "dispatcher_stopped".into(),
-                detail: "the batch dispatcher dropped the event".into(),
-            }),
+            Ok(Err(_)) => Err(SendError::stopped("the batch dispatcher dropped the event")),
             Err(_) => Err(SendError::Timeout(self.forward_timeout.as_millis())),
         }
-    }
-
-    async fn readiness(&self) -> Readiness {
-        let readiness = self.queue.readiness().await;
-        if let Readiness::Ready {
-            max_message_bytes: Some(max),
-            ..
-        } = readiness
-        {
-            self.max_batch_bytes
-                .store(max.min(MAX_BATCH_BYTES), Ordering::Relaxed);
-        }
-        readiness
     }
 }
 
@@ -130,12 +101,12 @@ impl EventQueue for BatchingQueue {
 /// arrivals; a full one (10 entries or 1 MiB) takes any free slot. So a second call slot
 /// is only spent on a full batch: slow SQS calls get more concurrency, and a fast SQS
 /// gets fewer, fuller calls.
-async fn dispatch(
-    queue: Arc<SqsQueue>,
+async fn dispatch<S: SendBatch>(
+    sink: Arc<S>,
     mut receive: mpsc::UnboundedReceiver<Pending>,
     resubmit: mpsc::UnboundedSender<Pending>,
     concurrency: usize,
-    max_batch_bytes: Arc<AtomicUsize>,
+    limits: Arc<QueueLimits>,
 ) {
     let slots = Arc::new(Semaphore::new(concurrency));
     // A call is in flight while one of its slots is taken.
@@ -153,7 +124,7 @@ async fn dispatch(
         if first.abandoned() {
             continue;
         }
-        let mut batch = Batch::new(first, max_batch_bytes.load(Ordering::Relaxed));
+        let mut batch = Batch::new(first, limits.max_batch_bytes());
         batch.fill(&mut receive, &mut carried);
         // A partial batch waits while any call is in flight, taking arrivals as they come.
         while !batch.full(carried.is_some()) && in_flight(&slots) {
@@ -175,11 +146,11 @@ async fn dispatch(
         if batch.entries.is_empty() {
             continue;
         }
-        let queue = Arc::clone(&queue);
+        let sink = Arc::clone(&sink);
         let resubmit = resubmit.clone();
         let call_ended = Arc::clone(&call_ended);
         tokio::spawn(async move {
-            send(&queue, batch.entries, &resubmit).await;
+            send(sink.as_ref(), batch.entries, &resubmit).await;
             drop(slot);
             call_ended.notify_one();
         });
@@ -190,7 +161,7 @@ async fn dispatch(
 struct Batch {
     entries: Vec<Pending>,
     size: usize,
-    /// At most `MAX_BATCH_BYTES`; see `BatchingQueue::max_batch_bytes`.
+    /// At most SQS's batch limit; see [`QueueLimits::max_batch_bytes`].
     max_bytes: usize,
 }
 
@@ -205,7 +176,7 @@ impl Batch {
 
     /// Full when it has 10 entries or the next waiting one would not fit.
     fn full(&self, next_waiting: bool) -> bool {
-        self.entries.len() >= MAX_ENTRIES || next_waiting
+        self.entries.len() >= MAX_BATCH_ENTRIES || next_waiting
     }
 
     /// Adds one arrival, or sets it aside (`carried`) for the next batch if it would not
@@ -236,7 +207,11 @@ impl Batch {
 }
 
 /// One batch call, and each entry's answer.
-async fn send(queue: &SqsQueue, batch: Vec<Pending>, resubmit: &mpsc::UnboundedSender<Pending>) {
+async fn send<S: SendBatch>(
+    sink: &S,
+    batch: Vec<Pending>,
+    resubmit: &mpsc::UnboundedSender<Pending>,
+) {
     let messages = batch.iter().map(|p| p.message.clone()).collect();
     let deadline = batch
         .iter()
@@ -245,7 +220,7 @@ async fn send(queue: &SqsQueue, batch: Vec<Pending>, resubmit: &mpsc::UnboundedS
         .unwrap_or_else(Instant::now);
     #[allow(clippy::cast_precision_loss)] // at most 10
     metrics::histogram!(metric::SQS_BATCH_SIZE).record(batch.len() as f64);
-    match queue.send_batch(messages, deadline).await {
+    match sink.send_batch(messages, deadline).await {
         Err(error) => {
             // A refusal of the whole call can't be pinned on one of several events: each
             // is told to retry, not that it can never be accepted.
@@ -267,7 +242,7 @@ async fn send(queue: &SqsQueue, batch: Vec<Pending>, resubmit: &mpsc::UnboundedS
                         let _ = pending.reply.send(Ok(receipt));
                     }
                     EntryResult::Failed(error) => {
-                        crate::queue::count_error("SendMessageBatch", &error);
+                        super::classify::count_error("SendMessageBatch", &error);
                         let _ = pending.reply.send(Err(error));
                     }
                     EntryResult::Retry { code } => {
@@ -293,46 +268,4 @@ async fn send(queue: &SqsQueue, batch: Vec<Pending>, resubmit: &mpsc::UnboundedS
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::event::{DeduplicationId, MessageGroupId};
-
-    type Answer = oneshot::Receiver<Result<Receipt, SendError>>;
-
-    /// A waiting forward of `size` bytes, and its webhook's end (kept, or it is abandoned).
-    fn pending(size: usize) -> (Pending, Answer) {
-        let (reply, answer) = oneshot::channel();
-        let pending = Pending {
-            message: OutgoingMessage {
-                body: "x".repeat(size),
-                group_id: MessageGroupId::parse("g").unwrap(),
-                deduplication_id: DeduplicationId::parse("d").unwrap(),
-                attributes: Vec::new(),
-            },
-            size,
-            deadline: Instant::now() + Duration::from_mins(1),
-            reply,
-        };
-        (pending, answer)
-    }
-
-    /// A batch stays within its byte budget, which a small queue lowers below SQS's 1 MiB.
-    #[test]
-    fn a_batch_keeps_within_its_byte_budget() {
-        let [(a, _a), (b, _b), (c, _c), (d, _d)] = [600; 4].map(pending);
-        let mut carried = None;
-        let mut batch = Batch::new(a, MAX_BATCH_BYTES);
-        batch.push(b, &mut carried);
-        assert_eq!(batch.entries.len(), 2);
-        assert!(carried.is_none());
-
-        let mut batch = Batch::new(c, 1024);
-        batch.push(d, &mut carried);
-        assert_eq!(batch.entries.len(), 1);
-        assert!(
-            batch.full(carried.is_some()),
-            "the next one waits for the next batch"
-        );
-        assert_eq!(carried.map(|p| p.size), Some(600));
-    }
-}
+mod tests;

@@ -234,7 +234,7 @@ fn write_message(
 /// A JSON string, escaped as the SDK escapes it.
 fn string(out: &mut String, value: &str) {
     // Writing into a `String` cannot fail.
-    let _ = crate::json::write_string(out, value);
+    let _ = super::escape::write_string(out, value);
 }
 
 #[cfg(test)]

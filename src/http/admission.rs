@@ -1,0 +1,250 @@
+//! Admission: what a request may hold before and while its body is read.
+//!
+//! Two budgets bound memory, whatever senders do: forwarding slots
+//! (`BRIDGE_MAX_IN_FLIGHT`) and body bytes (`BRIDGE_MAX_BUFFERED_BYTES`), each taken
+//! before the bytes they cover and kept until the webhook is answered. Beyond either, `503
+//! overloaded` at once, instead of queueing in memory during an SQS outage.
+//!
+//! **The unverified half.** Requests whose sender the headers can't tell (an HMAC-shaped
+//! signature waiting for the body, no API key) also take from a second budget of half of
+//! each (slots rounded up), until their signature is checked: whoever sends such values
+//! with slow bodies can't crowd out senders the headers already authenticated (the
+//! vendor's raw secret, an API key). This rule lives here; other places point to it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::HttpRequest;
+use actix_web::http::header;
+use actix_web::web;
+use bytes::BytesMut;
+use futures_util::StreamExt as _;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::WebhookError;
+
+/// The part of a budget that unverified senders may hold: half.
+#[must_use]
+pub fn unverified_share(budget: usize) -> usize {
+    budget / 2
+}
+
+/// The budgets, shared by every worker.
+pub struct Admission {
+    /// Forwards in flight.
+    slots: Arc<Semaphore>,
+    max_slots: u32,
+    /// Slots of senders not yet known ([the unverified half](self)), rounded up.
+    unverified_slots: Arc<Semaphore>,
+    /// One permit per byte of body held.
+    bytes: Arc<Semaphore>,
+    max_bytes: usize,
+    /// Body bytes of senders not yet known ([the unverified half](self)).
+    unverified_bytes: Arc<Semaphore>,
+    max_body_bytes: usize,
+    body_read_timeout: Duration,
+}
+
+/// Limits on one body.
+#[derive(Clone, Copy)]
+pub struct BodyLimits {
+    pub max_body_bytes: usize,
+    pub read_timeout: Duration,
+}
+
+impl Admission {
+    #[must_use]
+    pub fn new(max_in_flight: usize, max_buffered_bytes: usize, body: BodyLimits) -> Self {
+        let max_slots = u32::try_from(max_in_flight).unwrap_or(u32::MAX);
+        Self {
+            slots: Arc::new(Semaphore::new(max_slots as usize)),
+            max_slots,
+            unverified_slots: Arc::new(Semaphore::new((max_slots as usize).div_ceil(2))),
+            bytes: Arc::new(Semaphore::new(max_buffered_bytes)),
+            max_bytes: max_buffered_bytes,
+            unverified_bytes: Arc::new(Semaphore::new(unverified_share(max_buffered_bytes))),
+            max_body_bytes: body.max_body_bytes,
+            body_read_timeout: body.read_timeout,
+        }
+    }
+
+    /// A forwarding slot, and for a sender not yet known one of the unverified half.
+    pub fn admit(&self, verified: bool) -> Result<Slot, WebhookError> {
+        let take = |from: &Arc<Semaphore>| {
+            Arc::clone(from)
+                .try_acquire_owned()
+                .map_err(|_| WebhookError::Overloaded)
+        };
+        let held = take(&self.slots)?;
+        let unverified = if verified {
+            None
+        } else {
+            Some(take(&self.unverified_slots)?)
+        };
+        Ok(Slot {
+            _held: held,
+            unverified,
+            bytes: BodyBytes::default(),
+        })
+    }
+
+    /// Forwards in flight now, and the most there can be.
+    #[must_use]
+    pub fn slots_in_use(&self) -> (usize, u32) {
+        (
+            self.max_slots as usize - self.slots.available_permits(),
+            self.max_slots,
+        )
+    }
+
+    /// Body bytes held now, and the most there can be.
+    #[must_use]
+    pub fn bytes_in_use(&self) -> (usize, usize) {
+        (
+            self.max_bytes
+                .saturating_sub(self.bytes.available_permits()),
+            self.max_bytes,
+        )
+    }
+
+    /// Resolves once every slot is free: every forward has been answered (the drain).
+    pub async fn all_answered(&self) {
+        let _ = self.slots.acquire_many(self.max_slots).await;
+    }
+
+    /// Reads the body within `BRIDGE_BODY_READ_TIMEOUT_MS`, enforcing
+    /// `BRIDGE_MAX_BODY_BYTES` while reading (a declared oversized length is refused
+    /// before any byte is read; a stream that grows past it is cut off) and taking byte
+    /// permits for the declared length up front, or for each chunk of a chunked body as
+    /// it arrives. The permits stay with `slot`.
+    pub async fn read_body(
+        &self,
+        req: &HttpRequest,
+        mut payload: web::Payload,
+        slot: &mut Slot,
+    ) -> Result<BytesMut, WebhookError> {
+        let (limit, timeout) = (self.max_body_bytes, self.body_read_timeout);
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        if declared.is_some_and(|n| n > limit) {
+            return Err(WebhookError::TooLarge(limit));
+        }
+        let unverified = slot.unverified.is_some();
+        self.cover(&mut slot.bytes, declared.unwrap_or(0), unverified)?;
+        let read = async {
+            // Not more than 64 KiB up front, whatever is declared: a sender that declares
+            // 1 MiB and sends nothing holds no more than that.
+            let mut body =
+                BytesMut::with_capacity(declared.unwrap_or(8 * 1024).min(limit).min(64 * 1024));
+            while let Some(chunk) = payload.next().await {
+                let chunk = chunk.map_err(|e| WebhookError::BodyRead(e.to_string()))?;
+                if body.len() + chunk.len() > limit {
+                    return Err(WebhookError::TooLarge(limit));
+                }
+                self.cover(&mut slot.bytes, body.len() + chunk.len(), unverified)?;
+                body.extend_from_slice(&chunk);
+            }
+            Ok(body)
+        };
+        tokio::time::timeout(timeout, read)
+            .await
+            .map_err(|_| WebhookError::BodyTimeout(timeout.as_millis()))?
+    }
+
+    /// Takes byte permits until `total` bytes are covered, or refuses with `BufferFull`.
+    fn cover(
+        &self,
+        bytes: &mut BodyBytes,
+        total: usize,
+        unverified: bool,
+    ) -> Result<(), WebhookError> {
+        let taken = bytes
+            .held
+            .as_ref()
+            .map_or(0, OwnedSemaphorePermit::num_permits);
+        let Some(more) = total.checked_sub(taken).filter(|n| *n > 0) else {
+            return Ok(());
+        };
+        // Never more than the body limit (about 1 MiB), far below 4 GiB.
+        let more32 = u32::try_from(more).map_err(|_| WebhookError::BufferFull)?;
+        let take = |from: &Arc<Semaphore>| {
+            Arc::clone(from)
+                .try_acquire_many_owned(more32)
+                .map_err(|_| WebhookError::BufferFull)
+        };
+        let unverified = unverified
+            .then(|| take(&self.unverified_bytes))
+            .transpose()?;
+        let held = take(&self.bytes)?;
+        add(&mut bytes.held, held);
+        if let Some(permit) = unverified {
+            add(&mut bytes.unverified, permit);
+        }
+        Ok(())
+    }
+}
+
+/// What one request holds: its slot and its body's bytes. Dropping it gives them back;
+/// the handler keeps it until the webhook is answered (the body stays in memory until
+/// SQS has it).
+pub struct Slot {
+    _held: OwnedSemaphorePermit,
+    unverified: Option<OwnedSemaphorePermit>,
+    bytes: BodyBytes,
+}
+
+impl Slot {
+    /// The sender is known now: it no longer counts against the unverified half.
+    pub fn verified(&mut self) {
+        self.unverified = None;
+        self.bytes.unverified = None;
+    }
+}
+
+/// The permits for one body's bytes: of the whole budget, and of the unverified half
+/// while its sender is not yet known.
+#[derive(Default)]
+struct BodyBytes {
+    held: Option<OwnedSemaphorePermit>,
+    unverified: Option<OwnedSemaphorePermit>,
+}
+
+/// Adds `permit` to what `slot` holds (permits of one semaphore).
+fn add(slot: &mut Option<OwnedSemaphorePermit>, permit: OwnedSemaphorePermit) {
+    match slot {
+        Some(held) => held.merge(permit),
+        None => *slot = Some(permit),
+    }
+}
+
+/// No `Content-Type` is taken as JSON; a declared one must be JSON (and UTF-8, if it says).
+pub fn check_content_type(req: &HttpRequest) -> Result<(), WebhookError> {
+    let Some(value) = req.headers().get(header::CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let text = value.to_str().unwrap_or("(not text)");
+    let mut parts = text.split(';').map(str::trim);
+    let essence = parts.next().unwrap_or_default().to_ascii_lowercase();
+    let json = essence == "application/json"
+        || essence == "text/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"));
+    let utf8 = parts.all(|p| {
+        p.split_once('=').is_none_or(|(k, v)| {
+            !k.trim().eq_ignore_ascii_case("charset")
+                || matches!(
+                    v.trim().trim_matches('"').to_ascii_lowercase().as_str(),
+                    "utf-8" | "utf8"
+                )
+        })
+    });
+    if json && utf8 {
+        Ok(())
+    } else {
+        Err(WebhookError::UnsupportedMediaType(
+            text.chars().take(100).collect(),
+        ))
+    }
+}

@@ -1,0 +1,184 @@
+//! HTTP endpoints: the webhook, `/healthz`, `/readyz` and `/metrics`.
+//!
+//! The webhook runs its checks cheapest first (source, credential headers, content type,
+//! admission, then the body: signature, JSON, fields) and forwards only what passed them
+//! all, so a rejected request never reaches the queue.
+
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use serde::Serialize;
+
+use super::AppState;
+use super::admission::check_content_type;
+use super::error::WebhookError;
+use super::request_log::{EventLog, Finished, request_id};
+use crate::forward::Event;
+use crate::forward::auth::{Pending, Presented};
+use crate::sqs::Readiness;
+use crate::telemetry::metric;
+
+/// The `200` answer: what SQS accepted, and under which keys.
+#[derive(Debug, Serialize)]
+pub struct Accepted {
+    pub status: &'static str,
+    pub message_id: String,
+    pub sequence_number: Option<String>,
+    pub group_id: String,
+    pub deduplication_id: String,
+}
+
+/// `POST {BRIDGE_PATH}`: authenticate, validate, forward, and answer only once SQS has it.
+pub(super) async fn webhook(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let started = Instant::now();
+    let request_id = request_id(&req);
+    let mut log = EventLog::default();
+    let result = forward(&req, payload, &state, &mut log).await;
+    let mut response = match &result {
+        Ok(accepted) => HttpResponse::Ok().json(accepted),
+        Err(error) => error.error_response(),
+    };
+    if state.draining.load(Ordering::Relaxed) {
+        // Let the answer flush, then free the connection so shutdown need not wait for it.
+        response
+            .head_mut()
+            .set_connection_type(actix_web::http::ConnectionType::Close);
+    }
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response
+            .headers_mut()
+            .insert(header::HeaderName::from_static("x-request-id"), value);
+    }
+    Finished {
+        request_id: &request_id,
+        status: response.status().as_u16(),
+        elapsed_s: started.elapsed().as_secs_f64(),
+        client: log.client.map_or_else(
+            || req.peer_addr().map(|a| a.ip().to_string()),
+            |ip| Some(ip.to_string()),
+        ),
+        result: &result,
+        log: &log,
+    }
+    .record();
+    response
+}
+
+async fn forward(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+    log: &mut EventLog,
+) -> Result<Accepted, WebhookError> {
+    if state.draining.load(Ordering::Relaxed) {
+        return Err(WebhookError::ShuttingDown);
+    }
+    log.client = state
+        .sources
+        .check(req.peer_addr().map(|a| a.ip()), req.headers())?;
+    let presented = Presented::from_headers(req.headers());
+    let pending = state.authenticator.check_headers(&presented)?;
+    check_content_type(req)?;
+    let verified = !matches!(
+        pending,
+        Pending::Signature {
+            key_verified: false
+        }
+    );
+    // Held until the webhook is answered: the body stays in memory until SQS has it.
+    let mut slot = state.admission.admit(verified)?;
+    let body = state.admission.read_body(req, payload, &mut slot).await?;
+    let method = state.authenticator.check_body(&presented, pending, &body)?;
+    slot.verified();
+    log.auth = Some(method.as_str());
+
+    let event = Event::parse(Vec::from(body))?;
+    log.event_id = event.parsed.id.as_ref().map(|id| id.value.clone());
+    log.event_type.clone_from(&event.parsed.event_type);
+    let group_id = state
+        .pipeline
+        .group(&event)
+        .map_err(|_| WebhookError::NoGroup)?;
+    let attributes = event.attributes();
+    // A queue made to take less than the bridge accepts: the deployment's to fix, so
+    // `503` (the vendor retries) without a call SQS would refuse.
+    let size = crate::sqs::limits::message_bytes(&event.body, &attributes);
+    if size > state.readiness.limits().max_message_bytes() {
+        // It may have been raised since the last check, which only `/readyz` prompts:
+        // look again (a cached answer, one check at a time).
+        state.readiness.get().await;
+        let max = state.readiness.limits().max_message_bytes();
+        if size > max {
+            return Err(WebhookError::QueueTooSmall { size, max });
+        }
+    }
+    let message = state.pipeline.message(event, group_id, attributes);
+    let group_id = message.group_id.as_str().to_owned();
+    let deduplication_id = message.deduplication_id.as_str().to_owned();
+    log.group_id = Some(group_id.clone());
+    log.deduplication_id = Some(deduplication_id.clone());
+
+    let receipt = state.sender.send(message).await?;
+    Ok(Accepted {
+        status: "accepted",
+        message_id: receipt.message_id,
+        sequence_number: receipt.sequence_number,
+        group_id,
+        deduplication_id,
+    })
+}
+
+/// `GET /healthz`: the process is alive and serving.
+pub(super) async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
+}
+
+/// `GET /readyz`: ready only when the queue answers and is FIFO.
+pub(super) async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    match state.readiness.get().await {
+        Readiness::Ready {
+            content_based_deduplication,
+            max_message_bytes,
+        } => HttpResponse::Ok().json(serde_json::json!({
+            "status": "ready",
+            "fifo": true,
+            "content_based_deduplication": content_based_deduplication,
+            "max_message_bytes": max_message_bytes,
+            "warnings": state.warnings.as_slice(),
+        })),
+        Readiness::NotReady { reason, .. } => HttpResponse::ServiceUnavailable()
+            .insert_header((header::RETRY_AFTER, "5"))
+            .json(serde_json::json!({
+                "status": "not_ready",
+                "reason": reason,
+                "warnings": state.warnings.as_slice(),
+            })),
+    }
+}
+
+/// `GET /metrics`: Prometheus text format. Gauges that are cheaper to read than to keep
+/// up to date on every request are sampled here.
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    let (in_flight, max_in_flight) = state.admission.slots_in_use();
+    let (buffered, max_buffered) = state.admission.bytes_in_use();
+    #[allow(clippy::cast_precision_loss)] // counts far below 2^52
+    {
+        metrics::gauge!(metric::FORWARDS_IN_FLIGHT).set(in_flight as f64);
+        metrics::gauge!(metric::MAX_IN_FLIGHT).set(f64::from(max_in_flight));
+        metrics::gauge!(metric::BUFFERED_BODY_BYTES).set(buffered as f64);
+        metrics::gauge!(metric::MAX_BUFFERED_BODY_BYTES).set(max_buffered as f64);
+        metrics::gauge!(metric::DEDUP_REMEMBERED)
+            .set(state.pipeline.deduplicator.remembered() as f64);
+    }
+    let handle = crate::telemetry::prometheus();
+    handle.run_upkeep();
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(handle.render())
+}
