@@ -9,7 +9,7 @@ use std::time::Duration;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{App, HttpServer, web};
 
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::forward::Pipeline;
 use crate::forward::auth::Authenticator;
 use crate::forward::dedup::{Deduplicator, SQS_DEDUP_WINDOW};
@@ -31,6 +31,9 @@ pub enum StartupError {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
+    /// The TLS files can't be used: a configuration error, named as one.
+    #[error(transparent)]
+    Tls(#[from] ConfigError),
 }
 
 /// How events reach `queue`, as configured.
@@ -85,6 +88,12 @@ impl Application {
     /// Builds the bridge in front of `queue` (tests point its client at LocalStack or
     /// at a fake SQS).
     pub fn build_with_queue(config: &Config, queue: SqsQueue) -> Result<Self, StartupError> {
+        // Before binding: files that can't be used stop start-up with nothing opened.
+        let tls = config
+            .tls
+            .as_ref()
+            .map(http::tls::server_config)
+            .transpose()?;
         let bind_error = |source| StartupError::Bind {
             addr: config.listen,
             source,
@@ -154,8 +163,8 @@ impl Application {
         .client_disconnect_timeout(Duration::from_secs(1))
         .keep_alive(Duration::from_secs(75))
         .max_connections(MAX_CONNECTIONS_PER_WORKER);
-        let server = match &config.tls {
-            Some(tls) => server.listen_rustls_0_23(listener, (**tls).clone()),
+        let server = match tls {
+            Some(tls) => server.listen_rustls_0_23(listener, Arc::unwrap_or_clone(tls)),
             None => server.listen(listener),
         }
         .map_err(bind_error)?

@@ -10,8 +10,8 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
-use crate::config::{Config, Listener};
-use crate::startup::Application;
+use crate::config::Config;
+use crate::startup::{Application, StartupError};
 use toolbox::{Credential, SampleEvent, Sender, sample_event};
 
 // No `Debug`: the arguments may hold a secret or an API key.
@@ -118,7 +118,7 @@ pub fn main() -> ExitCode {
         }
         Command::Healthcheck { ready, timeout_ms } => {
             // Exit 1 here too: Docker reserves a health check's exit code 2.
-            let listener = match Listener::load(cli.config.as_deref()) {
+            let listener = match Config::listener(cli.config.as_deref()) {
                 Ok(listener) => listener,
                 Err(e) => {
                     println!("unhealthy: configuration error: {e}");
@@ -187,10 +187,18 @@ fn serve(config_file: Option<&std::path::Path>) -> ExitCode {
     crate::telemetry::init(config.log_format);
     match run(&config) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "the bridge stopped with an error");
-            ExitCode::FAILURE
-        }
+        // TLS files are loaded as the server is built: unusable ones are still a
+        // configuration error.
+        Err(e) => match e.downcast_ref::<StartupError>() {
+            Some(StartupError::Tls(e)) => {
+                eprintln!("configuration error: {e}");
+                ExitCode::from(2)
+            }
+            _ => {
+                tracing::error!(error = format!("{e:#}"), "the bridge stopped with an error");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 
@@ -203,6 +211,8 @@ fn run(config: &Config) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async {
+        // First: unusable TLS files, loaded here, are a configuration error, told alone.
+        let app = Application::build(config).await?;
         for warning in config.warnings().iter().chain(&config.operator_warnings()) {
             tracing::warn!("{warning}");
         }
@@ -216,7 +226,6 @@ fn run(config: &Config) -> anyhow::Result<()> {
                 "BRIDGE_EVENT_SETUP_ID is not set: every event must carry its own MessageGroupId; events without one get 400"
             );
         }
-        let app = Application::build(config).await?;
         tracing::info!(
             listen = %config.listen, port = app.port(), path = config.path, dedup = config.dedup.as_str(),
             queue_url = config.queue_url, version = env!("CARGO_PKG_VERSION"), "listening"

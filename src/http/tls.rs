@@ -16,17 +16,16 @@ use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::config::ConfigError;
+use crate::config::{ConfigError, TlsFiles};
 
 /// Loads the certificate chain and key into a server configuration with rustls's safe
 /// defaults (TLS 1.3 and 1.2 with modern cipher suites only, aws-lc-rs crypto). The files
-/// are looked at again at most every `reload_every`, from a handshake; when they changed,
+/// are looked at again at most every `files.reload`, from a handshake; when they changed,
 /// the new pair is served from then on, or, if it is unusable, the old one still is.
-pub fn server_config(
-    cert: &Path,
-    key: &Path,
-    reload_every: Duration,
-) -> Result<Arc<ServerConfig>, ConfigError> {
+///
+/// Unusable files are a [`ConfigError`] naming `BRIDGE_TLS_CERT` or `BRIDGE_TLS_KEY`.
+pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, ConfigError> {
+    let (cert, key) = (files.cert.as_path(), files.key.as_path());
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     // Stamped before reading, so files replaced meanwhile are read again.
     let seen = stamp(cert, key);
@@ -35,7 +34,7 @@ pub fn server_config(
         cert: cert.to_owned(),
         key: key.to_owned(),
         provider: Arc::clone(&provider),
-        every: reload_every,
+        every: files.reload,
         current: RwLock::new(Arc::new(current)),
         watch: Mutex::new(Watch {
             checked: Instant::now(),

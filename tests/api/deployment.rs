@@ -193,13 +193,17 @@ fn unreadable_or_mismatched_tls_files_are_configuration_errors() {
         ]
         .into();
         map.extend(pairs);
-        webhook_sqs_bridge::config::Config::from_sources(None, |n| map.get(n).cloned()).map(|_| ())
+        webhook_sqs_bridge::config::Config::from_sources(None, |n| map.get(n).cloned())
     };
+    // Configuration only names the files; they are loaded as the server starts.
     let missing = env(vec![
         ("BRIDGE_TLS_CERT", "/nonexistent/cert.pem".into()),
         ("BRIDGE_TLS_KEY", "/nonexistent/key.pem".into()),
-    ]);
-    assert_eq!(missing.unwrap_err().setting, "BRIDGE_TLS_CERT");
+    ])
+    .unwrap();
+    let files = missing.tls.as_ref().expect("both files are named");
+    let loaded = webhook_sqs_bridge::http::tls::server_config(files);
+    assert_eq!(loaded.unwrap_err().setting, "BRIDGE_TLS_CERT");
     let half = env(vec![("BRIDGE_TLS_CERT", "/nonexistent/cert.pem".into())]);
     assert_eq!(half.unwrap_err().setting, "BRIDGE_TLS_KEY");
 }

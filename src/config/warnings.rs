@@ -1,0 +1,78 @@
+//! What a configuration allows but an operator should hear about.
+
+use secrecy::{ExposeSecret as _, SecretString};
+
+use super::Config;
+
+/// Shorter credentials are accepted, with a warning.
+const MIN_CREDENTIAL_CHARS: usize = 16;
+
+impl Config {
+    /// Lines worth a warning at start-up and on `/readyz`.
+    #[must_use]
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        let no_credentials = self.shared_secrets.is_empty() && self.api_keys.is_empty();
+        if self.allow_unauthenticated && no_credentials {
+            warnings.push(
+                "AUTHENTICATION IS DISABLED (BRIDGE_ALLOW_UNAUTHENTICATED=true): anyone who can \
+                 reach this endpoint can put messages on the queue; for local use only"
+                    .to_owned(),
+            );
+        } else if self.allow_unauthenticated {
+            warnings.push(
+                "BRIDGE_ALLOW_UNAUTHENTICATED=true has no effect: credentials are configured and enforced"
+                    .to_owned(),
+            );
+        }
+        warnings
+    }
+
+    /// Warnings for the start-up log and `check-config`, not for `/readyz`, which anyone
+    /// can read: a credential short enough to guess, an allow-list that allows everyone,
+    /// timeouts that let a drain cut forwards short.
+    #[must_use]
+    pub fn operator_warnings(&self) -> Vec<String> {
+        let mut warnings = self.credential_warnings();
+        if self.allowed_sources_blank {
+            warnings.push(
+                "BRIDGE_ALLOWED_SOURCES is set but empty, so every source address is allowed; \
+                 give the vendor's addresses, or unset it to allow all on purpose"
+                    .to_owned(),
+            );
+        }
+        // A request holds its slot while its body arrives and then while SQS answers; the
+        // drain after SIGTERM waits BRIDGE_SHUTDOWN_TIMEOUT_S for every slot.
+        let longest = self.body_read_timeout + self.forward_timeout;
+        if longest > self.shutdown_timeout {
+            warnings.push(format!(
+                "BRIDGE_SHUTDOWN_TIMEOUT_S ({} s) is shorter than BRIDGE_BODY_READ_TIMEOUT_MS + \
+                 BRIDGE_FORWARD_TIMEOUT_MS ({} ms): a forward in progress at SIGTERM can be cut \
+                 off after SQS stored its event, and the sender's retry may then be queued again",
+                self.shutdown_timeout.as_secs(),
+                longest.as_millis()
+            ));
+        }
+        warnings
+    }
+
+    fn credential_warnings(&self) -> Vec<String> {
+        let short = |list: &[SecretString]| {
+            list.iter()
+                .filter(|s| s.expose_secret().chars().count() < MIN_CREDENTIAL_CHARS)
+                .count()
+        };
+        [
+            ("BRIDGE_SHARED_SECRETS", short(&self.shared_secrets)),
+            ("BRIDGE_API_KEYS", short(&self.api_keys)),
+        ]
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(setting, n)| {
+            format!(
+                "{n} value(s) of {setting} are shorter than {MIN_CREDENTIAL_CHARS} characters: easy to guess; use long random values"
+            )
+        })
+        .collect()
+    }
+}
