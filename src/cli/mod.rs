@@ -141,7 +141,17 @@ pub fn main() -> ExitCode {
             }
         }
         Command::CheckConfig => {
-            let config = match Config::load(cli.config.as_deref()) {
+            // Unusable TLS files are a configuration error here too, as for `serve`.
+            let loaded = Config::load(cli.config.as_deref()).and_then(|config| {
+                config
+                    .tls
+                    .as_ref()
+                    .map_or(Ok(()), |files| {
+                        crate::http::tls::server_config(files).map(drop)
+                    })
+                    .map(|()| config)
+            });
+            let config = match loaded {
                 Ok(config) => config,
                 Err(e) => {
                     println!("configuration\n  FAIL  {e}");

@@ -10,9 +10,9 @@ use secrecy::SecretString;
 
 use super::settings::{Layered, List};
 use super::{Config, ConfigError, Listener, LogFormat, TlsFiles};
-use crate::http::unverified_share;
 use crate::forward::keys::EventSetupId;
 use crate::http::access::{self, SourcePolicy};
+use crate::http::unverified_share;
 use crate::sqs::limits::MAX_BODY_BYTES;
 
 pub(super) fn config(layers: &Layered) -> Result<Config, ConfigError> {
