@@ -31,8 +31,7 @@ pub fn init(format: LogFormat) {
 /// `target`, then the event's own fields, `message` among them.
 ///
 /// Written straight into the line buffer instead of through `serde`: this runs once per
-/// webhook, and tracing-subscriber's JSON formatter cost about three times as much
-/// (docs/BENCHMARKS.md).
+/// webhook (docs/BENCHMARKS.md, "JSON log lines").
 pub struct JsonLines;
 
 impl<S, N> FormatEvent<S, N> for JsonLines

@@ -134,8 +134,8 @@ struct SharedSecret {
     /// SHA-256 of the secret, compared in constant time with the header's SHA-256, so the
     /// comparison does not depend on where the two first differ nor on their lengths.
     digest: [u8; 32],
-    /// The secret as an HMAC-SHA256 key (aws-lc-rs: its SHA-256 is about 1.6× faster
-    /// than the `sha2` crate's on CPUs without SHA extensions, and this runs per request).
+    /// The secret as an HMAC-SHA256 key, through aws-lc-rs, as it runs per request
+    /// (docs/BENCHMARKS.md, "SHA-256 through aws-lc-rs").
     mac: hmac::Key,
 }
 

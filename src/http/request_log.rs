@@ -27,7 +27,8 @@ static REQUEST_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// Random per process, so ids stay distinct across restarts and replicas (in a container
 /// every replica is often pid 1). From std's hash keys (OS randomness, read once) and the
-/// start time: aws-lc's RNG would spend ~100 ms seeding itself on the first request.
+/// start time, not aws-lc's RNG, which seeds itself slowly on the first request
+/// (docs/BENCHMARKS.md, "The request-id tag").
 static PROCESS_TAG: std::sync::LazyLock<u32> = std::sync::LazyLock::new(|| {
     use std::hash::{BuildHasher, Hasher};
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();

@@ -1,5 +1,5 @@
 //! The lean reader: a body parsed as strictly as into a `serde_json::Value`, keeping only
-//! the top-level keys the bridge reads (docs/BENCHMARKS.md, "Hand-written parts").
+//! the top-level keys the bridge reads (docs/BENCHMARKS.md, "The lean event parse").
 
 use serde_json::{Map, Value};
 
@@ -25,7 +25,7 @@ const READ_KEYS: [&str; 15] = [
 /// A body parsed as strictly as into a [`Value`] (same grammar, escapes, surrogates,
 /// number range and depth limit, same errors), but keeping only the keys the bridge reads:
 /// the rest is checked without being allocated. Events are mostly payload the bridge
-/// never looks at, so this halves the parse cost.
+/// never looks at (docs/BENCHMARKS.md, "The lean event parse").
 pub(super) enum TopLevel {
     Object(Map<String, Value>),
     Other(&'static str),

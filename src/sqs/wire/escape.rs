@@ -16,8 +16,7 @@ pub fn write_string(out: &mut impl Write, value: &str) -> fmt::Result {
 /// as is. Runs that need no escape are written whole.
 ///
 /// Every webhook body goes through here on the SQS thread, so plain text is skipped eight
-/// bytes at a time; a byte-at-a-time scan was ~9% of a batch call's CPU with mostly plain
-/// bodies (docs/BENCHMARKS.md, sixth round).
+/// bytes at a time (docs/BENCHMARKS.md, "JSON escaping").
 pub fn write_escaped(out: &mut impl Write, value: &str) -> fmt::Result {
     let bytes = value.as_bytes();
     let mut run = 0;

@@ -1,5 +1,6 @@
 //! The parts of an SQS call the bridge writes itself instead of the SDK: each measured
-//! to matter on the hot path (docs/BENCHMARKS.md, "Hand-written parts"), each tested
+//! to matter on the hot path (docs/BENCHMARKS.md, "Hand-written parts and the
+//! choices measured"), each tested
 //! against the SDK's own result.
 //!
 //! - [`request`]: `SendMessage`/`SendMessageBatch` bodies written in one pass.

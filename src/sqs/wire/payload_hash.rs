@@ -2,9 +2,9 @@
 
 /// Hands SigV4 the SHA-256 of the request body, computed with aws-lc-rs.
 ///
-/// SigV4 hashes every request body; the SDK does it with the `sha2` crate, which on CPUs
-/// without SHA extensions is about 1.6× slower than aws-lc-rs, and a full batch is ~12 KiB
-/// of escaped JSON: a measurable share of the bridge's CPU under load (docs/BENCHMARKS.md, "SigV4 payload hash").
+/// SigV4 hashes every request body; the SDK does it with the `sha2` crate, slower than
+/// aws-lc-rs on CPUs without SHA extensions, and a full batch is a large body
+/// (docs/BENCHMARKS.md, "SigV4 payload hash").
 /// The signature is unchanged: SigV4 takes a precomputed payload hash in place of the
 /// body (the same hook S3 uses), and a test compares both signatures.
 #[derive(Debug)]

@@ -3,7 +3,8 @@
 //!
 //! The SDK's JSON writer escapes each string one byte at a time into a new `String`, then
 //! copies that into the body. With 1 KiB event bodies this was the largest single cost on
-//! the SQS thread, which every batch waits on (docs/BENCHMARKS.md). [`SqsJson`] writes
+//! the SQS thread, which every batch waits on (docs/BENCHMARKS.md, "Request bodies
+//! written by the bridge"). [`SqsJson`] writes
 //! the same requests: the same members in the same order, the same escapes, the same
 //! headers. It copies runs that need no escaping whole.
 //!
