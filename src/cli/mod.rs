@@ -1,7 +1,9 @@
 //! The command line. `serve` (the default) runs the bridge; the other subcommands are
 //! tools for operators. `anyhow` lives here, at the top, and nowhere else.
 
-mod toolbox;
+mod check;
+mod health;
+mod send;
 
 use std::io::Read as _;
 use std::path::PathBuf;
@@ -12,7 +14,7 @@ use clap::{Parser, Subcommand};
 
 use crate::config::Config;
 use crate::startup::{Application, StartupError};
-use toolbox::{Credential, SampleEvent, Sender, sample_event};
+use send::{Credential, SampleEvent, Sender, sample_event};
 
 // No `Debug`: the arguments may hold a secret or an API key.
 #[derive(Parser)]
@@ -127,7 +129,7 @@ pub fn main() -> ExitCode {
             };
             let timeout = std::time::Duration::from_millis(timeout_ms);
             let checked =
-                block_on(async { Ok(toolbox::healthcheck(listener, ready, timeout).await) });
+                block_on(async { Ok(health::healthcheck(listener, ready, timeout).await) });
             match checked {
                 Ok(Ok(url)) => {
                     println!("healthy: {url} answered 200");
@@ -158,7 +160,7 @@ pub fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let report = block_on(async { Ok(toolbox::check_config(&config).await) });
+            let report = block_on(async { Ok(check::check_config(&config).await) });
             match report {
                 Ok(report) => {
                     print!("{}", report.text);
