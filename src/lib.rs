@@ -8,11 +8,11 @@
 //!   [`auth`], [`event`] and its FIFO [`keys`], [`dedup`], the group choice.
 //! - `sqs`: the SQS side: client, the two send calls, group-commit batching behind the
 //!   `SendBatch` seam, error classification, readiness, size limits, and `wire` (what
-//!   bypasses the SDK's serializer).
+//!   the bridge writes itself instead of the SDK: request bodies, the payload hash).
 //! - [`config`]: settings, layered and validated once; [`startup`]: building and running
 //!   the server, and the drain on shutdown; [`telemetry`]: logs and metrics.
-//! - [`cli`]: the command line and its toolbox (`send-test-event`, `check-config`,
-//!   `healthcheck`).
+//! - [`cli`]: the command line and its tools (`send-test-event`, `check-config`,
+//!   `healthcheck`), a file each.
 
 pub mod cli;
 pub mod config;

@@ -36,6 +36,15 @@ pub enum StartupError {
     Tls(#[from] ConfigError),
 }
 
+/// The server's TLS configuration from the files configuration names, if any.
+pub fn load_tls(config: &Config) -> Result<Option<Arc<rustls::ServerConfig>>, ConfigError> {
+    config
+        .tls
+        .as_ref()
+        .map(http::tls::server_config)
+        .transpose()
+}
+
 /// How events reach `queue`, as configured.
 ///
 /// Batched (group commit): one dispatcher on the current Tokio runtime, shared by every
@@ -80,20 +89,25 @@ const MAX_CONNECTIONS_PER_WORKER: usize = 4_096;
 
 impl Application {
     /// Builds the bridge against the SQS queue from configuration and the AWS chain.
+    /// The TLS files, if any, are read first: files that can't be used stop start-up
+    /// before anything else is loaded or opened.
     pub async fn build(config: &Config) -> Result<Self, StartupError> {
+        let tls = load_tls(config)?;
         let queue = SqsQueue::from_env(config.queue_url.clone(), config.forward_timeout).await;
-        Self::build_with_queue(config, queue)
+        Self::assemble(config, queue, tls)
     }
 
     /// Builds the bridge in front of `queue` (tests point its client at LocalStack or
     /// at a fake SQS).
     pub fn build_with_queue(config: &Config, queue: SqsQueue) -> Result<Self, StartupError> {
-        // Before binding: files that can't be used stop start-up with nothing opened.
-        let tls = config
-            .tls
-            .as_ref()
-            .map(http::tls::server_config)
-            .transpose()?;
+        Self::assemble(config, queue, load_tls(config)?)
+    }
+
+    fn assemble(
+        config: &Config,
+        queue: SqsQueue,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> Result<Self, StartupError> {
         let bind_error = |source| StartupError::Bind {
             addr: config.listen,
             source,

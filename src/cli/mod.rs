@@ -144,15 +144,8 @@ pub fn main() -> ExitCode {
         }
         Command::CheckConfig => {
             // Unusable TLS files are a configuration error here too, as for `serve`.
-            let loaded = Config::load(cli.config.as_deref()).and_then(|config| {
-                config
-                    .tls
-                    .as_ref()
-                    .map_or(Ok(()), |files| {
-                        crate::http::tls::server_config(files).map(drop)
-                    })
-                    .map(|()| config)
-            });
+            let loaded = Config::load(cli.config.as_deref())
+                .and_then(|config| crate::startup::load_tls(&config).map(|_| config));
             let config = match loaded {
                 Ok(config) => config,
                 Err(e) => {
@@ -223,8 +216,6 @@ fn run(config: &Config) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async {
-        // First: unusable TLS files, loaded here, are a configuration error, told alone.
-        let app = Application::build(config).await?;
         for warning in config.warnings().iter().chain(&config.operator_warnings()) {
             tracing::warn!("{warning}");
         }
@@ -238,6 +229,7 @@ fn run(config: &Config) -> anyhow::Result<()> {
                 "BRIDGE_EVENT_SETUP_ID is not set: every event must carry its own MessageGroupId; events without one get 400"
             );
         }
+        let app = Application::build(config).await?;
         tracing::info!(
             listen = %config.listen, port = app.port(), path = config.path, dedup = config.dedup.as_str(),
             queue_url = config.queue_url, version = env!("CARGO_PKG_VERSION"), "listening"

@@ -192,7 +192,7 @@ impl Config {
     /// Only where `serve` listens, from the same layers as [`Config::load`]: what
     /// `healthcheck` needs (see [`Listener`]).
     pub fn listener(file: Option<&Path>) -> Result<Listener, ConfigError> {
-        validate::listener(&Settings::load(file, process_env)?)
+        validate::listener(&Settings::load_listener(file, process_env)?)
     }
 }
 

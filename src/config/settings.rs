@@ -159,18 +159,51 @@ impl Settings {
         file: Option<&Path>,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Layered, ConfigError> {
-        let defaults = Self::default();
-        let mut figment = Figment::from(defaults.clone());
-        if let Some(path) = file {
-            figment = figment.merge(TomlFile::read(path)?);
-        }
-        figment = figment.merge(Environment::read(env));
+        let (defaults, figment) = Self::layers(file, env)?;
         let settings = figment.extract().map_err(|e| without_value(&e))?;
         Ok(Layered {
             settings,
             defaults,
             figment,
         })
+    }
+
+    /// [`Settings::load`] reading only the listener settings (`listen`, `tls_cert`): a
+    /// value another setting can't take doesn't stop `healthcheck` (see
+    /// [`Listener`](super::Listener)).
+    pub(super) fn load_listener(
+        file: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Layered, ConfigError> {
+        let (defaults, figment) = Self::layers(file, env)?;
+        let read = |key: &str| match figment.find_value(key) {
+            Ok(value) => value
+                .deserialize::<Option<Scalar>>()
+                .map_err(|e| without_value(&e.with_path(key))),
+            Err(_) => Ok(None),
+        };
+        let settings = Self {
+            listen: read("listen")?.unwrap_or_else(|| defaults.listen.clone()),
+            tls_cert: read("tls_cert")?,
+            ..defaults.clone()
+        };
+        Ok(Layered {
+            settings,
+            defaults,
+            figment,
+        })
+    }
+
+    fn layers(
+        file: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<(Self, Figment), ConfigError> {
+        let defaults = Self::default();
+        let mut figment = Figment::from(defaults.clone());
+        if let Some(path) = file {
+            figment = figment.merge(TomlFile::read(path)?);
+        }
+        Ok((defaults, figment.merge(Environment::read(env))))
     }
 }
 

@@ -329,7 +329,7 @@ fn tls_files_are_named_not_loaded() {
 fn the_listener_reads_only_its_own_settings() {
     let listener = |pairs: &[(&str, &str)]| {
         let env: HashMap<&str, &str> = pairs.iter().copied().collect();
-        let layers = Settings::load(None, |n| env.get(n).map(|v| (*v).to_owned()))?;
+        let layers = Settings::load_listener(None, |n| env.get(n).map(|v| (*v).to_owned()))?;
         validate::listener(&layers)
     };
     // No queue, no credential, TLS files that don't exist: still a listener.
@@ -348,4 +348,16 @@ fn the_listener_reads_only_its_own_settings() {
         e.to_string(),
         "BRIDGE_LISTEN: must be an address and port such as 0.0.0.0:8080, got `not-an-address`"
     );
+    // A file `serve` would refuse (a list where one value goes) still gives the listener.
+    let dir = std::env::temp_dir().join(format!("bridge-listener-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("bridge.toml");
+    std::fs::write(&path, "listen = \"127.0.0.1:7\"\npath = [\"/a\"]\n").unwrap();
+    assert!(Settings::load(Some(&path), |_| None).is_err());
+    let layers = Settings::load_listener(Some(&path), |_| None).unwrap();
+    assert_eq!(
+        validate::listener(&layers).unwrap().addr.to_string(),
+        "127.0.0.1:7"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -30,19 +30,12 @@ impl Event {
     /// Checks a body (UTF-8, SQS's characters, a JSON object, the vendor's field types).
     /// The same string is checked, hashed and sent: one copy-free conversion.
     pub fn parse(body: Vec<u8>) -> Result<Self, EventError> {
-        let body = String::from_utf8(body)
-            .map_err(|e| EventError::NotUtf8(e.utf8_error().valid_up_to()))?;
+        let body = String::from_utf8(body).map_err(|e| EventError::not_utf8(&e.utf8_error()))?;
         let parsed = event::parse_text(&body)?;
         for (field, problem) in &parsed.ignored_keys {
             tracing::warn!(field, %problem, "ignoring the event's own FIFO key: SQS would refuse it");
         }
         Ok(Self { body, parsed })
-    }
-
-    /// The attributes the message will carry.
-    #[must_use]
-    pub fn attributes(&self) -> Vec<(&'static str, String)> {
-        self.parsed.attributes()
     }
 }
 

@@ -23,10 +23,16 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::WebhookError;
 
-/// The part of a budget that unverified senders may hold: half.
+/// The part of the byte budget that unverified senders may hold: half.
 #[must_use]
 pub fn unverified_share(budget: usize) -> usize {
     budget / 2
+}
+
+/// The part of the slots that unverified senders may hold: half, rounded up, so one slot
+/// still admits them.
+fn unverified_slots(slots: u32) -> usize {
+    (slots as usize).div_ceil(2)
 }
 
 /// The budgets, shared by every worker.
@@ -59,7 +65,7 @@ impl Admission {
         Self {
             slots: Arc::new(Semaphore::new(max_slots as usize)),
             max_slots,
-            unverified_slots: Arc::new(Semaphore::new((max_slots as usize).div_ceil(2))),
+            unverified_slots: Arc::new(Semaphore::new(unverified_slots(max_slots))),
             bytes: Arc::new(Semaphore::new(max_buffered_bytes)),
             max_bytes: max_buffered_bytes,
             unverified_bytes: Arc::new(Semaphore::new(unverified_share(max_buffered_bytes))),

@@ -2,13 +2,14 @@
 //!
 //! Each variant has one row in [`WebhookError::row`]: its status, `error` code, the
 //! outcome it counts as in logs and metrics, its `Retry-After`, and its log level. A new
-//! reason is a new variant and its row; nothing else matches on the variants.
+//! reason is a new variant and its row. Only what one or two variants have beyond that
+//! (the text SQS-caused refusals show, `WWW-Authenticate`, the auth failure metric) is
+//! matched elsewhere.
 
 use actix_web::http::StatusCode;
 use actix_web::http::header;
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
-use tracing::Level;
 
 use super::access::AccessError;
 use crate::forward::auth::AuthError;
@@ -61,44 +62,47 @@ pub struct Row<'a> {
     pub outcome: &'static str,
     /// Seconds for `Retry-After`, when a retry may succeed.
     pub retry_after: Option<u32>,
-    /// `WARN` for what the bridge's operators should look at (SQS, capacity), `INFO` for
-    /// the sender's own mistakes.
     pub level: Level,
 }
 
-const fn row(
-    status: StatusCode,
-    outcome: &'static str,
-    retry_after: Option<u32>,
-    level: Level,
-) -> (StatusCode, &'static str, Option<u32>, Level) {
-    (status, outcome, retry_after, level)
+/// The level a refusal is logged at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// The sender's own mistake.
+    Info,
+    /// What the bridge's operators should look at: SQS, capacity, shutdown.
+    Warn,
+}
+
+impl From<crate::forward::NoGroup> for WebhookError {
+    fn from(_: crate::forward::NoGroup) -> Self {
+        Self::NoGroup
+    }
 }
 
 impl WebhookError {
     /// The table.
     #[must_use]
     pub fn row(&self) -> Row<'_> {
+        use Level::{Info as INFO, Warn as WARN};
         use StatusCode as S;
-        const INFO: Level = Level::INFO;
-        const WARN: Level = Level::WARN;
         #[rustfmt::skip]
         let (code, (status, outcome, retry_after, level)) = match self {
-            Self::Forbidden(_) =>             ("forbidden",              row(S::FORBIDDEN, "forbidden", None, INFO)),
-            Self::Unauthorized(_) =>          ("unauthorized",           row(S::UNAUTHORIZED, "unauthorized", None, INFO)),
-            Self::UnsupportedMediaType(_) =>  ("unsupported_media_type", row(S::UNSUPPORTED_MEDIA_TYPE, "invalid", None, INFO)),
-            Self::TooLarge(_) =>              ("too_large",              row(S::PAYLOAD_TOO_LARGE, "too_large", None, INFO)),
-            Self::BodyTimeout(_) =>           ("body_timeout",           row(S::REQUEST_TIMEOUT, "timeout", None, INFO)),
-            Self::BodyRead(_) =>              ("body_unreadable",        row(S::BAD_REQUEST, "invalid", None, INFO)),
-            Self::Invalid(e) =>               (e.code(),                 row(S::BAD_REQUEST, "invalid", None, INFO)),
-            Self::NoGroup =>                  ("missing_group_id",       row(S::BAD_REQUEST, "invalid", None, INFO)),
+            Self::Forbidden(_) =>             ("forbidden",              (S::FORBIDDEN, "forbidden", None, INFO)),
+            Self::Unauthorized(_) =>          ("unauthorized",           (S::UNAUTHORIZED, "unauthorized", None, INFO)),
+            Self::UnsupportedMediaType(_) =>  ("unsupported_media_type", (S::UNSUPPORTED_MEDIA_TYPE, "invalid", None, INFO)),
+            Self::TooLarge(_) =>              ("too_large",              (S::PAYLOAD_TOO_LARGE, "too_large", None, INFO)),
+            Self::BodyTimeout(_) =>           ("body_timeout",           (S::REQUEST_TIMEOUT, "timeout", None, INFO)),
+            Self::BodyRead(_) =>              ("body_unreadable",        (S::BAD_REQUEST, "invalid", None, INFO)),
+            Self::Invalid(e) =>               (e.code(),                 (S::BAD_REQUEST, "invalid", None, INFO)),
+            Self::NoGroup =>                  ("missing_group_id",       (S::BAD_REQUEST, "invalid", None, INFO)),
             Self::Overloaded
-            | Self::BufferFull =>             ("overloaded",             row(S::SERVICE_UNAVAILABLE, "overloaded", Some(1), WARN)),
-            Self::ShuttingDown =>             ("shutting_down",          row(S::SERVICE_UNAVAILABLE, "shutting_down", Some(1), WARN)),
-            Self::QueueTooSmall { .. } =>     ("queue_too_small",        row(S::SERVICE_UNAVAILABLE, "unavailable", Some(5), WARN)),
+            | Self::BufferFull =>             ("overloaded",             (S::SERVICE_UNAVAILABLE, "overloaded", Some(1), WARN)),
+            Self::ShuttingDown =>             ("shutting_down",          (S::SERVICE_UNAVAILABLE, "shutting_down", Some(1), WARN)),
+            Self::QueueTooSmall { .. } =>     ("queue_too_small",        (S::SERVICE_UNAVAILABLE, "unavailable", Some(5), WARN)),
             Self::Queue(e @ SendError::Invalid { .. }) =>
-                                              (e.code(),                 row(S::BAD_REQUEST, "rejected", None, WARN)),
-            Self::Queue(e) =>                 (e.code(),                 row(S::SERVICE_UNAVAILABLE, "unavailable", Some(5), WARN)),
+                                              (e.code(),                 (S::BAD_REQUEST, "rejected", None, WARN)),
+            Self::Queue(e) =>                 (e.code(),                 (S::SERVICE_UNAVAILABLE, "unavailable", Some(5), WARN)),
         };
         Row {
             status,
@@ -113,12 +117,6 @@ impl WebhookError {
     #[must_use]
     pub fn code(&self) -> &str {
         self.row().code
-    }
-
-    /// The request-log outcome this error counts as.
-    #[must_use]
-    pub fn outcome(&self) -> &'static str {
-        self.row().outcome
     }
 
     /// What the sender is told: SQS's own words stay in the log.
@@ -210,7 +208,7 @@ mod tests {
             assert_eq!(row.code, code);
             assert_eq!(row.retry_after, retry, "{error:?}");
             assert_eq!(
-                row.level == Level::WARN,
+                row.level == Level::Warn,
                 status == 503 || code == "rejected_by_sqs",
                 "{error:?}"
             );

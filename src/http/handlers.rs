@@ -101,11 +101,8 @@ async fn forward(
     let event = Event::parse(Vec::from(body))?;
     log.event_id = event.parsed.id.as_ref().map(|id| id.value.clone());
     log.event_type.clone_from(&event.parsed.event_type);
-    let group_id = state
-        .pipeline
-        .group(&event)
-        .map_err(|_| WebhookError::NoGroup)?;
-    let attributes = event.attributes();
+    let group_id = state.pipeline.group(&event)?;
+    let attributes = event.parsed.attributes();
     // A queue made to take less than the bridge accepts: the deployment's to fix, so
     // `503` (the vendor retries) without a call SQS would refuse.
     let size = crate::sqs::limits::message_bytes(&event.body, &attributes);

@@ -5,9 +5,8 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use actix_web::HttpRequest;
-use tracing::Level;
 
-use super::error::WebhookError;
+use super::error::{Level, WebhookError};
 use super::handlers::Accepted;
 use crate::telemetry::metric;
 
@@ -75,10 +74,9 @@ pub struct Finished<'a> {
 /// Writes the line at `level`: `tracing`'s macros take the level as a constant.
 macro_rules! at_level {
     ($level:expr, $($fields:tt)*) => {
-        if $level == Level::WARN {
-            tracing::warn!($($fields)*)
-        } else {
-            tracing::info!($($fields)*)
+        match $level {
+            Level::Warn => tracing::warn!($($fields)*),
+            Level::Info => tracing::info!($($fields)*),
         }
     };
 }
@@ -88,13 +86,12 @@ impl Finished<'_> {
     /// refused one's are what it would have been sent with, where known.
     pub fn record(self) {
         let (outcome, level, message) = match self.result {
-            Ok(_) => ("accepted", Level::INFO, "webhook accepted"),
+            Ok(_) => ("accepted", Level::Info, "webhook accepted"),
             Err(error) => {
                 let row = error.row();
-                let message = if row.level == Level::WARN {
-                    "webhook not accepted"
-                } else {
-                    "webhook rejected"
+                let message = match row.level {
+                    Level::Warn => "webhook not accepted",
+                    Level::Info => "webhook rejected",
                 };
                 (row.outcome, row.level, message)
             }

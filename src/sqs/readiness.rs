@@ -137,7 +137,9 @@ pub struct ReadinessCache {
     last: tokio::sync::Mutex<Option<(Instant, Readiness)>>,
     /// Written with each answer's `MaximumMessageSize`.
     limits: Arc<QueueLimits>,
-    /// The queue asked: the shared client, outside any worker.
+    /// The queue asked: the client every worker shares. With batching off, a worker's
+    /// sends go over its own connections, but checks are rare (one at a time, cached),
+    /// so they share one client.
     queue: SqsQueue,
 }
 

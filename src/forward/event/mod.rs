@@ -40,6 +40,12 @@ pub enum EventError {
 }
 
 impl EventError {
+    /// Where the body stops being UTF-8.
+    #[must_use]
+    pub fn not_utf8(error: &std::str::Utf8Error) -> Self {
+        Self::NotUtf8(error.valid_up_to())
+    }
+
     /// A stable, machine-readable code for the `error` field of the answer.
     #[must_use]
     pub fn code(&self) -> &'static str {
@@ -134,7 +140,7 @@ pub fn sha256(bytes: &[u8]) -> [u8; 32] {
 
 /// Checks a body and reads what the bridge needs from it.
 pub fn parse(body: &[u8]) -> Result<ParsedEvent, EventError> {
-    let text = std::str::from_utf8(body).map_err(|e| EventError::NotUtf8(e.valid_up_to()))?;
+    let text = std::str::from_utf8(body).map_err(|e| EventError::not_utf8(&e))?;
     parse_text(text)
 }
 

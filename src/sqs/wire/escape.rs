@@ -1,5 +1,5 @@
 //! JSON string writing, shared by the log writer (`telemetry`) and the SQS request writer
-//! (`sqs_json`), so both escape the same way.
+//! (`request`), so both escape the same way.
 
 use std::fmt::{self, Write};
 
