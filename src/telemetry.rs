@@ -153,6 +153,8 @@ pub mod metric {
     pub const MAX_BUFFERED_BODY_BYTES: &str = "bridge_max_buffered_body_bytes";
     pub const READY: &str = "bridge_ready";
     pub const DEDUP_REMEMBERED: &str = "bridge_dedup_remembered_events";
+    /// Events whose deduplication id another event held: given one of their own.
+    pub const DEDUP_CONFLICTS: &str = "bridge_dedup_conflicts_total";
     pub const BUILD_INFO: &str = "bridge_build_info";
 }
 

@@ -5,14 +5,20 @@
 //! only in high-throughput mode. So the id must be the same for every attempt of one event
 //! (or a retry is queued twice) and different for different events in the whole queue (or
 //! one of them is lost).
+//!
+//! Whatever ids the bodies carry: every id given out is remembered for the window with
+//! the identity it was given to, and an id already held by another identity is never
+//! given again (a conflict: resolved, logged and counted in `bridge_dedup_conflicts_total`).
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::{BuildHasher, RandomState};
 use std::str::FromStr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::event::{ParsedEvent, body_digest, sha256};
 use super::keys::{DeduplicationId, MessageGroupId};
+use crate::telemetry::metric;
 
 /// SQS's deduplication interval.
 pub const SQS_DEDUP_WINDOW: Duration = Duration::from_mins(5);
@@ -63,6 +69,42 @@ pub struct Deduplicator {
     mode: DedupMode,
     window: Duration,
     state: Mutex<TimestampState>,
+    /// Who holds each id given out, in every mode.
+    holders: Mutex<Holders>,
+}
+
+/// What [`Deduplicator::claim`] gave.
+enum Given {
+    Own(DeduplicationId),
+    /// Another identity held `held`.
+    Resolved {
+        held: DeduplicationId,
+        resolved: DeduplicationId,
+    },
+}
+
+/// Each id given out in the window, and the identity it was given to, both as 64-bit
+/// hashes (keyed per process): a few dozen bytes per event. Two different ids with one
+/// hash would only make the second event's id a resolved one, which is still unique.
+#[derive(Debug, Default)]
+struct Holders {
+    hasher: RandomState,
+    by_id: HashMap<u64, u64>,
+    expiry: VecDeque<(Instant, u64)>,
+}
+
+impl Holders {
+    fn expire(&mut self, now: Instant) {
+        while self
+            .expiry
+            .front()
+            .is_some_and(|(deadline, _)| *deadline <= now)
+        {
+            if let Some((_, id)) = self.expiry.pop_front() {
+                self.by_id.remove(&id);
+            }
+        }
+    }
 }
 
 /// What `timestamp` mode remembers for SQS's window: the id given to each event identity
@@ -111,25 +153,41 @@ impl Deduplicator {
             mode,
             window,
             state: Mutex::new(TimestampState::default()),
+            holders: Mutex::new(Holders::default()),
         }
     }
 
-    /// The id for one event in one group. The event's own valid id wins, with one
-    /// exception in `timestamp` mode: an own id equal to one this process already gave
-    /// another event in the window, which SQS would drop (see [`Self::own_timestamp`]).
+    /// The id for one event in one group. The event's own valid id wins, unless another
+    /// event holds it already in the window (see [`Self::claim`]); in `timestamp` mode
+    /// also an own id equal to one this process made for another event (see
+    /// [`Self::own_timestamp`]).
     pub fn assign(
         &self,
         group: &MessageGroupId,
         event: &ParsedEvent,
         body: &[u8],
     ) -> DeduplicationId {
+        let key = identity_key(group, event, body);
+        let candidate = self.candidate(&key, event, body);
+        self.claim(candidate, key)
+    }
+
+    /// The id the rules give, before any conflict with another event's.
+    fn candidate(&self, key: &Identity, event: &ParsedEvent, body: &[u8]) -> DeduplicationId {
+        if self.mode == DedupMode::Timestamp {
+            // An event given an id here before (a replacement included) keeps it.
+            let mut state = self.lock();
+            state.expire(Instant::now());
+            if let Some(&ms) = state.by_identity.get(key) {
+                return DeduplicationId::from_unix_millis(ms);
+            }
+        }
         if let Some(own) = &event.deduplication_id {
             if self.mode == DedupMode::Timestamp
                 && let Some(ms) = own.unix_millis()
             {
-                let key = identity_key(group, event, body);
                 let now_ms = chrono::Utc::now().timestamp_millis();
-                if let Some(mine) = self.own_timestamp(key, ms, now_ms, Instant::now()) {
+                if let Some(mine) = self.own_timestamp(key.clone(), ms, now_ms, Instant::now()) {
                     return DeduplicationId::from_unix_millis(mine);
                 }
             }
@@ -143,11 +201,71 @@ impl Deduplicator {
                 None => DeduplicationId::from_digest(&body_digest(body)),
             },
             DedupMode::Timestamp => {
-                let key = identity_key(group, event, body);
                 let now_ms = chrono::Utc::now().timestamp_millis();
-                DeduplicationId::from_unix_millis(self.timestamp_for(key, now_ms, Instant::now()))
+                DeduplicationId::from_unix_millis(self.timestamp_for(
+                    key.clone(),
+                    now_ms,
+                    Instant::now(),
+                ))
             }
         }
+    }
+
+    /// Gives `id` to `key` unless another identity holds it in the window. Then the event
+    /// gets an id of its own instead, stable for its retries: a new one in `timestamp`
+    /// mode (remembered for its identity), and in `event-id` and `content` modes the
+    /// SHA-256 of its identity (its group and its id or body), which no other identity
+    /// has and every replica computes alike.
+    fn claim(&self, id: DeduplicationId, key: Identity) -> DeduplicationId {
+        let now = Instant::now();
+        let mut holders = self
+            .holders
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        holders.expire(now);
+        let who = holders.hasher.hash_one(&key);
+        let held_by = holders
+            .by_id
+            .get(&holders.hasher.hash_one(id.as_str()))
+            .copied();
+        let given = match held_by {
+            Some(holder) if holder != who => {
+                let resolved = match self.mode {
+                    DedupMode::Timestamp => {
+                        let now_ms = chrono::Utc::now().timestamp_millis();
+                        let mut state = self.lock();
+                        DeduplicationId::from_unix_millis(state.issue(
+                            key,
+                            now_ms,
+                            now + self.window,
+                        ))
+                    }
+                    DedupMode::EventId | DedupMode::Content => {
+                        DeduplicationId::from_digest(&key.digest())
+                    }
+                };
+                Given::Resolved { held: id, resolved }
+            }
+            _ => Given::Own(id),
+        };
+        let id = match &given {
+            Given::Own(id) | Given::Resolved { resolved: id, .. } => id.clone(),
+        };
+        let hash = holders.hasher.hash_one(id.as_str());
+        if holders.by_id.insert(hash, who).is_none() {
+            holders.expiry.push_back((now + self.window, hash));
+        }
+        drop(holders); // not held while logging
+        if let Given::Resolved { held, resolved } = &given {
+            metrics::counter!(metric::DEDUP_CONFLICTS).increment(1);
+            tracing::warn!(
+                deduplication_id = held.as_str(),
+                replacement = resolved.as_str(),
+                "another event holds this event's deduplication id; it gets its own, or SQS \
+                 would drop it"
+            );
+        }
+        id
     }
 
     /// `timestamp` mode's choice, with the clock passed in so tests can drive it.
@@ -195,12 +313,21 @@ impl Deduplicator {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// How many events are remembered: identities given an id here, and own ids reserved
-    /// (for tests and the `bridge_dedup_remembered_events` gauge).
+    /// How many events are remembered: in `timestamp` mode identities given an id here
+    /// and own ids reserved, in the others the ids given out (for tests and the
+    /// `bridge_dedup_remembered_events` gauge).
     #[must_use]
     pub fn remembered(&self) -> usize {
-        let state = self.lock();
-        state.by_identity.len() + state.own.len()
+        if self.mode == DedupMode::Timestamp {
+            let state = self.lock();
+            state.by_identity.len() + state.own.len()
+        } else {
+            self.holders
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .by_id
+                .len()
+        }
     }
 }
 
@@ -259,6 +386,26 @@ enum Who {
     Id(String),
     /// SHA-256 of the body: collision-resistant, so distinct bodies are never merged.
     Body([u8; 32]),
+}
+
+impl Identity {
+    /// SHA-256 of the group and the id or body digest, with separators no id can hold.
+    fn digest(&self) -> [u8; 32] {
+        let mut bytes = Vec::with_capacity(200);
+        bytes.extend_from_slice(self.group.as_str().as_bytes());
+        bytes.push(0);
+        match &self.who {
+            Who::Id(id) => {
+                bytes.push(b'i');
+                bytes.extend_from_slice(id.as_bytes());
+            }
+            Who::Body(digest) => {
+                bytes.push(b'b');
+                bytes.extend_from_slice(digest);
+            }
+        }
+        sha256(&bytes)
+    }
 }
 
 fn identity_key(group: &MessageGroupId, event: &ParsedEvent, body: &[u8]) -> Identity {
@@ -451,5 +598,45 @@ mod tests {
         }
         let ts = Deduplicator::new(DedupMode::Timestamp).assign(&g, &event, body);
         assert_eq!(ts.as_str().len(), "2025-02-12T14:30:45.123".len());
+    }
+
+    /// Two events with distinct identities never share an id, whatever their bodies
+    /// carry; each event's retries keep the id it got.
+    #[test]
+    fn distinct_events_are_never_given_one_id() {
+        let g = group("g");
+        let own = |msg: &str, key: &str| {
+            format!(r#"{{"msg_id":"{msg}","MessageDeDuplicationId":"{key}"}}"#)
+        };
+        for mode in [DedupMode::Timestamp, DedupMode::EventId, DedupMode::Content] {
+            for key in ["2025-02-12T14:30:45.123", "not-the-vendor-format"] {
+                let d = Deduplicator::new(mode);
+                let assign = |body: &str| {
+                    d.assign(&g, &parse(body.as_bytes()).unwrap(), body.as_bytes())
+                        .as_str()
+                        .to_owned()
+                };
+                let (a, b) = (own("m-a", key), own("m-b", key));
+                let first = assign(&a);
+                assert_eq!(first, key, "{mode:?}: the first keeps its own id");
+                let second = assign(&b);
+                assert_ne!(second, first, "{mode:?} {key}: the second is not dropped");
+                assert_eq!(assign(&a), first, "{mode:?}: retries keep their id");
+                assert_eq!(assign(&b), second, "{mode:?}: the replacement is stable");
+            }
+        }
+        // `event-id`: the same id in two groups is two events to SQS's queue-wide scope.
+        let d = Deduplicator::new(DedupMode::EventId);
+        let body = br#"{"msg_id":"m-1"}"#;
+        let event = parse(body).unwrap();
+        let one = d.assign(&group("g1"), &event, body);
+        let two = d.assign(&group("g2"), &event, body);
+        assert_eq!(one.as_str(), "m-1");
+        assert_ne!(two, one);
+        assert_eq!(d.assign(&group("g2"), &event, body), two);
+        // Another replica resolves the same conflict the same way.
+        let other = Deduplicator::new(DedupMode::EventId);
+        other.assign(&group("g1"), &event, body);
+        assert_eq!(other.assign(&group("g2"), &event, body), two);
     }
 }

@@ -234,3 +234,32 @@ async fn without_an_event_setup_id_events_must_carry_their_group() {
     assert_eq!(messages.len(), 1);
     assert_eq!(messages[0].body(), Some(grouped));
 }
+
+/// Two events with distinct ids but one `MessageDeDuplicationId` (the vendor's key is a
+/// millisecond: two events in one millisecond carry the same) are two messages in every
+/// mode, and each one's retry is still queued once.
+#[tokio::test]
+async fn distinct_events_carrying_one_deduplication_id_are_both_queued() {
+    for mode in ["timestamp", "event-id", "content"] {
+        let app = spawn_app(&[("BRIDGE_DEDUP", mode)]).await;
+        let key = r#""MessageDeDuplicationId":"2025-02-12T14:30:45.123","#;
+        let bodies: Vec<String> = ["same-ms-a", "same-ms-b"]
+            .iter()
+            .map(|id| workn_event(id).replacen('{', &format!("{{{key}"), 1))
+            .collect();
+        let mut ids = Vec::new();
+        for body in bodies.iter().chain(&bodies) {
+            let response = app.post_signed(body).await;
+            assert_eq!(response.status(), 200, "{mode}");
+            let answer: Value = response.json().await.unwrap();
+            ids.push(answer["deduplication_id"].as_str().unwrap().to_owned());
+        }
+        assert_ne!(
+            ids[0], ids[1],
+            "{mode}: the second event keeps an id of its own"
+        );
+        assert_eq!(ids[..2], ids[2..], "{mode}: the retries get the same ids");
+        let received: HashSet<String> = app.queued_bodies(2).await.into_iter().collect();
+        assert_eq!(received, bodies.into_iter().collect(), "{mode}");
+    }
+}
