@@ -116,6 +116,27 @@ async fn bad_bodies_get_specific_errors_and_are_not_forwarded() {
             "`msg_id`",
         ),
         (
+            "msg_id twice",
+            br#"{"msg_id":"first","event_type":1,"msg_id":"second"}"#.to_vec(),
+            400,
+            "duplicate_field",
+            "`msg_id` appears more than once",
+        ),
+        (
+            "line break in msg_id",
+            br#"{"msg_id":"a\r\nforged: log line"}"#.to_vec(),
+            400,
+            "control_character",
+            "`msg_id` contains U+000D",
+        ),
+        (
+            "bidi override in EventName",
+            br#"{"EventName":"\u202Egnp.exe"}"#.to_vec(),
+            400,
+            "control_character",
+            "`EventName` contains U+202E",
+        ),
+        (
             "too large",
             format!("{{\"pad\":\"{}\"}}", "x".repeat(5000)).into_bytes(),
             413,

@@ -37,6 +37,16 @@ pub enum EventError {
         "`{field}` is {len} bytes long; the bridge forwards ids and types of at most {MAX_ATTRIBUTE_VALUE_BYTES} bytes"
     )]
     TooLong { field: &'static str, len: usize },
+    #[error(
+        "`{0}` appears more than once; send it once (a consumer's parser may read another \
+         of the values than the bridge did)"
+    )]
+    DuplicateField(&'static str),
+    #[error(
+        "`{field}` contains U+{codepoint:04X}, a control or bidirectional formatting \
+         character; ids and types the bridge copies into message attributes must be plain text"
+    )]
+    ControlCharacter { field: &'static str, codepoint: u32 },
 }
 
 impl EventError {
@@ -56,6 +66,8 @@ impl EventError {
             Self::NotAnObject(_) => "not_an_object",
             Self::Field { .. } => "invalid_field",
             Self::TooLong { .. } => "field_too_long",
+            Self::DuplicateField(_) => "duplicate_field",
+            Self::ControlCharacter { .. } => "control_character",
         }
     }
 }
@@ -150,7 +162,11 @@ pub fn parse_text(text: &str) -> Result<ParsedEvent, EventError> {
     let top: TopLevel =
         serde_json::from_str(text).map_err(|e| EventError::Malformed(e.to_string()))?;
     match top {
-        TopLevel::Object(object) => read_event(&object),
+        TopLevel::Object {
+            duplicate: Some(field),
+            ..
+        } => Err(EventError::DuplicateField(field)),
+        TopLevel::Object { object, .. } => read_event(&object),
         TopLevel::Other(kind) => Err(EventError::NotAnObject(kind)),
     }
 }
@@ -235,7 +251,15 @@ fn string<'a>(
     }
 }
 
-/// A value that will travel as a message attribute: bounded, and in SQS's character set.
+/// Whether `c` is a C0 or C1 control, or a bidirectional formatting character: in an id
+/// or attribute they can split a log line or show one value as another.
+fn disguising(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// A value that will travel as a message attribute: bounded, plain text, and in SQS's
+/// character set.
 fn attribute_value(name: &'static str, value: &str) -> Result<String, EventError> {
     if value.len() > MAX_ATTRIBUTE_VALUE_BYTES {
         return Err(EventError::TooLong {
@@ -247,6 +271,12 @@ fn attribute_value(name: &'static str, value: &str) -> Result<String, EventError
         return Err(EventError::Field {
             field: name,
             expected: "free of characters SQS refuses (control characters, U+FFFE, U+FFFF)",
+        });
+    }
+    if let Some(c) = value.chars().find(|c| disguising(*c)) {
+        return Err(EventError::ControlCharacter {
+            field: name,
+            codepoint: u32::from(c),
         });
     }
     Ok(value.to_owned())

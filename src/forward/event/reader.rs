@@ -27,7 +27,11 @@ const READ_KEYS: [&str; 15] = [
 /// the rest is checked without being allocated. Events are mostly payload the bridge
 /// never looks at (docs/BENCHMARKS.md, "The lean event parse").
 pub(super) enum TopLevel {
-    Object(Map<String, Value>),
+    Object {
+        object: Map<String, Value>,
+        /// The first of the keys read that appeared twice.
+        duplicate: Option<&'static str>,
+    },
     Other(&'static str),
 }
 
@@ -48,21 +52,24 @@ impl<'de> serde::de::Visitor<'de> for TopVisitor {
 
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<TopLevel, A::Error> {
         let mut object = Map::new();
+        let mut duplicate = None;
         while let Some(key) = map.next_key::<Key>()? {
-            match key.0 {
+            let (name, value) = match key.0 {
                 Some("Resource") => {
                     map.next_value::<Checked>()?;
-                    object.insert("Resource".to_owned(), Value::Null);
+                    ("Resource", Value::Null)
                 }
-                Some(name) => {
-                    object.insert(name.to_owned(), map.next_value::<Value>()?);
-                }
+                Some(name) => (name, map.next_value::<Value>()?),
                 None => {
                     map.next_value::<Checked>()?;
+                    continue;
                 }
+            };
+            if object.insert(name.to_owned(), value).is_some() {
+                duplicate.get_or_insert(name);
             }
         }
-        Ok(TopLevel::Object(object))
+        Ok(TopLevel::Object { object, duplicate })
     }
 
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<TopLevel, A::Error> {
