@@ -193,7 +193,8 @@ impl Application {
                 let server = HttpServer::new(move || {
                     App::new()
                         .app_data(state.clone())
-                        .route("/metrics", web::get().to(http::metrics))
+                        .route("/metrics", web::get().to(http::metrics_private))
+                        .route("/readyz", web::get().to(http::readyz_private))
                 })
                 .workers(1)
                 .disable_signals()

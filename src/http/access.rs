@@ -59,6 +59,13 @@ impl SourcePolicy {
         Ok(client)
     }
 
+    /// Whether `peer` is a trusted proxy: only then are headers it passes on about the
+    /// client (`X-Forwarded-For`, `X-Request-Id`) believed.
+    #[must_use]
+    pub fn is_trusted_proxy(&self, peer: Option<IpAddr>) -> bool {
+        peer.is_some_and(|peer| contains(&self.trusted_proxies, peer))
+    }
+
     /// Checks a request's source; returns the client address for the logs.
     pub fn check(
         &self,

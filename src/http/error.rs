@@ -119,11 +119,12 @@ impl WebhookError {
         self.row().code
     }
 
-    /// What the sender is told: SQS's own words stay in the log.
+    /// What the sender is told: SQS's own words (which may name the queue, the account or
+    /// the role) stay in the log.
     fn detail(&self) -> String {
         match self {
-            Self::Queue(SendError::Invalid { detail, .. }) => {
-                format!("SQS refuses this message: {detail}")
+            Self::Queue(SendError::Invalid { code, .. }) => {
+                format!("SQS refuses this message ({code}); the bridge's log has SQS's reason")
             }
             Self::Queue(SendError::QueueMissing) => {
                 "the destination queue does not exist yet; retry later".to_owned()

@@ -12,6 +12,7 @@ use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use serde::Serialize;
 
 use super::AppState;
+use super::access::AccessError;
 use super::admission::check_content_type;
 use super::error::WebhookError;
 use super::request_log::{EventLog, Finished, request_id};
@@ -37,7 +38,12 @@ pub(super) async fn webhook(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let started = Instant::now();
-    let request_id = request_id(&req);
+    let request_id = request_id(
+        &req,
+        state
+            .sources
+            .is_trusted_proxy(req.peer_addr().map(|a| a.ip())),
+    );
     let mut log = EventLog::default();
     let result = forward(&req, payload, &state, &mut log).await;
     let mut response = match &result {
@@ -136,32 +142,70 @@ pub(super) async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
 }
 
-/// `GET /readyz`: ready only when the queue answers and is FIFO.
-pub(super) async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    match state.readiness.get().await {
+/// Whether the request's source may see what the webhook port shows allowed sources
+/// only (`/metrics`, `/readyz`'s details): every source when no allow-list is set.
+fn allowed(req: &HttpRequest, state: &AppState) -> Result<(), AccessError> {
+    state
+        .sources
+        .check(req.peer_addr().map(|a| a.ip()), req.headers())
+        .map(drop)
+}
+
+/// `GET /readyz` on the webhook port: ready only when the queue answers and is FIFO. The
+/// details (the queue's settings, the reason, warnings such as disabled authentication)
+/// only for allowed sources; others, such as a load balancer's probes, get the status.
+pub(super) async fn readyz(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    readiness(&state, allowed(&req, &state).is_ok()).await
+}
+
+/// `GET /readyz` on the metrics listener: always with the details.
+pub async fn readyz_private(state: web::Data<AppState>) -> HttpResponse {
+    readiness(&state, true).await
+}
+
+async fn readiness(state: &AppState, details: bool) -> HttpResponse {
+    let (mut response, mut body) = match state.readiness.get().await {
         Readiness::Ready {
             content_based_deduplication,
             max_message_bytes,
-        } => HttpResponse::Ok().json(serde_json::json!({
-            "status": "ready",
-            "fifo": true,
-            "content_based_deduplication": content_based_deduplication,
-            "max_message_bytes": max_message_bytes,
-            "warnings": state.warnings.as_slice(),
-        })),
-        Readiness::NotReady { reason, .. } => HttpResponse::ServiceUnavailable()
-            .insert_header((header::RETRY_AFTER, "5"))
-            .json(serde_json::json!({
-                "status": "not_ready",
-                "reason": reason,
-                "warnings": state.warnings.as_slice(),
-            })),
+        } => (
+            HttpResponse::Ok(),
+            serde_json::json!({
+                "status": "ready",
+                "fifo": true,
+                "content_based_deduplication": content_based_deduplication,
+                "max_message_bytes": max_message_bytes,
+            }),
+        ),
+        Readiness::NotReady { reason, .. } => {
+            let mut response = HttpResponse::ServiceUnavailable();
+            response.insert_header((header::RETRY_AFTER, "5"));
+            (
+                response,
+                serde_json::json!({ "status": "not_ready", "reason": reason }),
+            )
+        }
+    };
+    if details {
+        body["warnings"] = serde_json::json!(state.warnings.as_slice());
+    } else {
+        body = serde_json::json!({ "status": body["status"] });
+    }
+    response.json(body)
+}
+
+/// `GET /metrics` on the webhook port: only for allowed sources (scrape through
+/// `BRIDGE_METRICS_LISTEN` otherwise).
+pub(super) async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    match allowed(&req, &state) {
+        Ok(()) => metrics_private(state).await,
+        Err(refused) => WebhookError::from(refused).error_response(),
     }
 }
 
-/// `GET /metrics`: Prometheus text format. Gauges that are cheaper to read than to keep
-/// up to date on every request are sampled here.
-pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+/// `GET /metrics` in Prometheus text format, on the metrics listener. Gauges that are
+/// cheaper to read than to keep up to date on every request are sampled here.
+pub async fn metrics_private(state: web::Data<AppState>) -> HttpResponse {
     let (in_flight, max_in_flight) = state.admission.slots_in_use();
     let (buffered, max_buffered) = state.admission.bytes_in_use();
     #[allow(clippy::cast_precision_loss)] // counts far below 2^52

@@ -22,7 +22,7 @@ use actix_web::web;
 
 pub use admission::{Admission, unverified_share};
 pub use error::WebhookError;
-pub use handlers::{Accepted, metrics};
+pub use handlers::{Accepted, metrics_private, readyz_private};
 
 use crate::forward::Pipeline;
 use crate::forward::auth::Authenticator;

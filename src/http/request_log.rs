@@ -43,10 +43,12 @@ static PROCESS_TAG: std::sync::LazyLock<u32> = std::sync::LazyLock::new(|| {
     tag
 });
 
-/// The caller's `X-Request-Id` when it is short printable ASCII, else a new one.
-pub fn request_id(req: &HttpRequest) -> String {
+/// The `X-Request-Id` a trusted proxy passed on, when it is short printable ASCII, else
+/// a new one: from anyone else it could forge another request's log lines.
+pub fn request_id(req: &HttpRequest, from_trusted_proxy: bool) -> String {
     req.headers()
         .get("x-request-id")
+        .filter(|_| from_trusted_proxy)
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
         .map_or_else(

@@ -261,3 +261,105 @@ async fn sources_outside_the_allow_list_get_403_before_authentication() {
         "nothing from refused sources is queued"
     );
 }
+
+/// With an allow-list, the webhook port shows `/metrics` and `/readyz`'s details only to
+/// allowed sources; the metrics listener shows both to whoever can reach it.
+#[tokio::test]
+async fn only_allowed_sources_see_metrics_and_readiness_details() {
+    // Requests come from 127.0.0.1, outside the list; authentication is off, which the
+    // details would announce.
+    let unauthenticated = [
+        ("BRIDGE_ALLOWED_SOURCES", "52.200.5.50"),
+        ("BRIDGE_SHARED_SECRETS", ""),
+        ("BRIDGE_API_KEYS", ""),
+        ("BRIDGE_ALLOW_UNAUTHENTICATED", "true"),
+    ];
+    let app = spawn_app(&unauthenticated).await;
+    let metrics = app.get("/metrics").await;
+    assert_eq!(metrics.status(), 403);
+    let error: Value = metrics.json().await.unwrap();
+    assert_eq!(error["error"], "forbidden");
+    let ready = app.get("/readyz").await;
+    assert_eq!(
+        ready.status(),
+        200,
+        "a load balancer's probe still sees the state"
+    );
+    let ready: Value = ready.json().await.unwrap();
+    assert_eq!(ready, serde_json::json!({ "status": "ready" }));
+
+    let mut with_listener = unauthenticated.to_vec();
+    with_listener.push(("BRIDGE_METRICS_LISTEN", "127.0.0.1:0"));
+    let app = spawn_app(&with_listener).await;
+    let private = app.metrics_address.clone().expect("metrics listener");
+    let scraped = app
+        .http
+        .get(format!("{private}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(scraped.status(), 200);
+    assert!(
+        scraped
+            .text()
+            .await
+            .unwrap()
+            .contains("bridge_max_in_flight")
+    );
+    let details: Value = app
+        .http
+        .get(format!("{private}/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(details["fifo"], true);
+    assert!(
+        details["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("AUTHENTICATION IS DISABLED")
+    );
+
+    // Allowed (here: through a trusted proxy), the webhook port shows both.
+    let open = spawn_app(&[
+        ("BRIDGE_ALLOWED_SOURCES", "52.200.5.50"),
+        ("BRIDGE_TRUSTED_PROXIES", "127.0.0.1"),
+    ])
+    .await;
+    let via = |path: &'static str| {
+        open.http
+            .get(format!("{}{path}", open.address))
+            .header("X-Forwarded-For", "52.200.5.50")
+            .send()
+    };
+    assert_eq!(via("/metrics").await.unwrap().status(), 200);
+    let ready: Value = via("/readyz").await.unwrap().json().await.unwrap();
+    assert_eq!(ready["fifo"], true);
+}
+
+/// `X-Request-Id` is echoed only from a trusted proxy: from anyone else it could forge
+/// another request's log lines.
+#[tokio::test]
+async fn request_ids_are_taken_only_from_trusted_proxies() {
+    let body = workn_event("request-id");
+    let signature = hmac_hex(SECRET, body.as_bytes());
+    let headers = [
+        ("X-Payload-Signature", signature.as_str()),
+        ("X-Request-Id", "chosen-by-the-caller"),
+    ];
+    let direct = spawn_app(&[]).await;
+    let answer = direct.post_with(&headers, body.clone()).await;
+    assert_eq!(answer.status(), 200);
+    let id = answer.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(id, "chosen-by-the-caller");
+    assert!(!id.is_empty());
+    let proxied = spawn_app(&[("BRIDGE_TRUSTED_PROXIES", "127.0.0.1")]).await;
+    let answer = proxied.post_with(&headers, body).await;
+    assert_eq!(answer.headers()["x-request-id"], "chosen-by-the-caller");
+}
