@@ -125,7 +125,8 @@ impl Application {
                 &config.shared_secrets,
                 &config.api_keys,
                 config.allow_unauthenticated,
-            ),
+            )
+            .requiring_hmac(config.require_hmac),
             pipeline: Arc::new(Pipeline {
                 // SQS's window starts when it accepts a message, up to a forward timeout
                 // after the id was chosen: remembered that much longer, an id is never

@@ -37,6 +37,7 @@ pub const SETTINGS: &[&str] = &[
     "BRIDGE_SHARED_SECRETS",
     "BRIDGE_API_KEYS",
     "BRIDGE_ALLOW_UNAUTHENTICATED",
+    "BRIDGE_REQUIRE_HMAC",
     "BRIDGE_LISTEN",
     "BRIDGE_PATH",
     "BRIDGE_MAX_BODY_BYTES",
@@ -98,6 +99,7 @@ pub struct TlsFiles {
 
 /// The validated configuration.
 #[derive(Clone)]
+#[allow(clippy::struct_excessive_bools)] // independent switches, each a setting
 pub struct Config {
     /// The FIFO queue's URL (ends in `.fifo`).
     pub queue_url: String,
@@ -107,6 +109,9 @@ pub struct Config {
     pub api_keys: Vec<SecretString>,
     /// Only meaningful with no credential configured: lets every request through.
     pub allow_unauthenticated: bool,
+    /// Every request must carry an HMAC-SHA256 of its body: the raw shared secret, or an
+    /// API key alone, is refused.
+    pub require_hmac: bool,
     pub listen: SocketAddr,
     /// The webhook's path; starts with `/`.
     pub path: String,
@@ -152,6 +157,7 @@ impl fmt::Debug for Config {
             .field("shared_secrets", &self.shared_secrets.len())
             .field("api_keys", &self.api_keys.len())
             .field("allow_unauthenticated", &self.allow_unauthenticated)
+            .field("require_hmac", &self.require_hmac)
             .field("listen", &self.listen)
             .field("path", &self.path)
             .field("max_body_bytes", &self.max_body_bytes)

@@ -69,6 +69,8 @@ pub(super) struct Settings {
     pub api_keys: Option<List>,
     /// Start without any credential (local use only).
     pub allow_unauthenticated: Scalar,
+    /// Accept only HMAC-signed requests.
+    pub require_hmac: Scalar,
     /// The webhook's address and port.
     pub listen: Scalar,
     /// The webhook's URL path.
@@ -119,6 +121,7 @@ impl Default for Settings {
             shared_secrets: None,
             api_keys: None,
             allow_unauthenticated: false.into(),
+            require_hmac: false.into(),
             listen: "0.0.0.0:8080".into(),
             path: "/webhook".into(),
             max_body_bytes: MAX_BODY_BYTES.into(),

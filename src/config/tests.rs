@@ -361,3 +361,26 @@ fn the_listener_reads_only_its_own_settings() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn requiring_hmac_needs_a_shared_secret() {
+    let e = load(&[
+        ("BRIDGE_QUEUE_URL", QUEUE),
+        ("BRIDGE_API_KEYS", "a-long-enough-api-key"),
+        ("BRIDGE_REQUIRE_HMAC", "true"),
+    ])
+    .unwrap_err();
+    assert_eq!(e.setting, "BRIDGE_REQUIRE_HMAC");
+    let c = load(&[
+        ("BRIDGE_QUEUE_URL", QUEUE),
+        ("BRIDGE_SHARED_SECRETS", "a-long-enough-secret"),
+        ("BRIDGE_REQUIRE_HMAC", "yes"),
+    ])
+    .unwrap();
+    assert!(c.require_hmac);
+    assert!(
+        !load(&[("BRIDGE_QUEUE_URL", QUEUE), ("BRIDGE_API_KEYS", "k")])
+            .unwrap()
+            .require_hmac
+    );
+}

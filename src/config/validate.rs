@@ -50,6 +50,14 @@ pub(super) fn config(layers: &Layered) -> Result<Config, ConfigError> {
              (or BRIDGE_ALLOW_UNAUTHENTICATED=true for local use only)",
         ));
     }
+    let (value, source) = layers.or_default("BRIDGE_REQUIRE_HMAC", |s| &s.require_hmac);
+    let require_hmac = boolean((value, source.clone()))?;
+    if require_hmac && shared_secrets.is_empty() {
+        return Err(ConfigError::new(
+            source,
+            "is true, but BRIDGE_SHARED_SECRETS is empty: there is no secret to sign with",
+        ));
+    }
 
     let listen = listen_address(layers)?;
 
@@ -191,6 +199,7 @@ pub(super) fn config(layers: &Layered) -> Result<Config, ConfigError> {
         shared_secrets,
         api_keys,
         allow_unauthenticated,
+        require_hmac,
         listen,
         path,
         max_body_bytes,

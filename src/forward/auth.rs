@@ -40,6 +40,11 @@ pub enum AuthError {
         "the X-Payload-Signature header is neither a configured shared secret nor an HMAC-SHA256 of the body under one"
     )]
     WrongSignature,
+    #[error(
+        "the X-Payload-Signature header carries the shared secret itself; this bridge accepts \
+         only an HMAC-SHA256 of the body"
+    )]
+    RawSecretRefused,
 }
 
 impl AuthError {
@@ -52,6 +57,7 @@ impl AuthError {
             Self::Empty(_) => "empty_header",
             Self::WrongApiKey => "wrong_api_key",
             Self::WrongSignature => "wrong_signature",
+            Self::RawSecretRefused => "raw_secret_refused",
         }
     }
 }
@@ -145,6 +151,9 @@ pub struct Authenticator {
     secrets: Vec<SharedSecret>,
     api_keys: Vec<[u8; 32]>,
     allow_unauthenticated: bool,
+    /// `BRIDGE_REQUIRE_HMAC`: a body's HMAC is the only credential that proves the body
+    /// came from the secret's holder; the raw secret, once seen, signs any body.
+    require_hmac: bool,
 }
 
 impl fmt::Debug for Authenticator {
@@ -153,6 +162,7 @@ impl fmt::Debug for Authenticator {
             .field("shared_secrets", &self.secrets.len())
             .field("api_keys", &self.api_keys.len())
             .field("allow_unauthenticated", &self.allow_unauthenticated)
+            .field("require_hmac", &self.require_hmac)
             .finish()
     }
 }
@@ -194,7 +204,16 @@ impl Authenticator {
             secrets,
             api_keys,
             allow_unauthenticated,
+            require_hmac: false,
         }
+    }
+
+    /// Accept only an HMAC-SHA256 of the body (`BRIDGE_REQUIRE_HMAC`): the raw shared
+    /// secret is refused, and so is an API key without a signature.
+    #[must_use]
+    pub fn requiring_hmac(mut self, require: bool) -> Self {
+        self.require_hmac = require;
+        self
     }
 
     /// True when requests are let through without any credential.
@@ -227,6 +246,11 @@ impl Authenticator {
         if api_key.is_none() && signature.is_none() {
             return Err(AuthError::Missing(self.expected_headers()));
         }
+        if self.require_hmac && signature.is_none() {
+            return Err(AuthError::Missing(
+                "an X-Payload-Signature header with an HMAC-SHA256 of the body",
+            ));
+        }
         if let Some(key) = api_key {
             let digest = sha256(key);
             let matched = self
@@ -239,7 +263,13 @@ impl Authenticator {
         }
         match signature {
             None => Ok(Pending::Done(AuthMethod::ApiKey)),
-            Some(value) if self.is_raw_secret(value) => Ok(Pending::Done(AuthMethod::SharedSecret)),
+            Some(value) if self.is_raw_secret(value) => {
+                if self.require_hmac {
+                    Err(AuthError::RawSecretRefused)
+                } else {
+                    Ok(Pending::Done(AuthMethod::SharedSecret))
+                }
+            }
             Some(value) if decode_signature(value).is_some() => Ok(Pending::Signature {
                 key_verified: api_key.is_some(),
             }),
@@ -549,5 +579,40 @@ mod tests {
         let map = headers(&[(API_KEY_HEADER, "key-1")]);
         let p = Presented::from_headers(&map);
         assert!(!format!("{p:?}").contains("key-1"));
+    }
+
+    #[test]
+    fn requiring_hmac_refuses_the_raw_secret_and_a_bare_api_key() {
+        let a = auth().requiring_hmac(true);
+        let hmac = sign(b"new-secret", BODY);
+        assert_eq!(
+            check(&a, &[("x-payload-signature", "new-secret")]),
+            Err(AuthError::RawSecretRefused)
+        );
+        assert!(matches!(
+            check(&a, &[("x-api-key", "key-1")]),
+            Err(AuthError::Missing(_))
+        ));
+        assert_eq!(
+            check(&a, &[("x-payload-signature", &hmac)]),
+            Ok(AuthMethod::Hmac)
+        );
+        assert_eq!(
+            check(
+                &a,
+                &[("x-api-key", "key-1"), ("x-payload-signature", &hmac)]
+            ),
+            Ok(AuthMethod::Hmac)
+        );
+        // Off (the default), the vendor's documented raw secret passes.
+        assert_eq!(
+            check(&auth(), &[("x-payload-signature", "new-secret")]),
+            Ok(AuthMethod::SharedSecret)
+        );
+        assert!(
+            !AuthError::RawSecretRefused
+                .to_string()
+                .contains("new-secret")
+        );
     }
 }

@@ -192,3 +192,24 @@ async fn a_signature_that_cannot_be_valid_is_refused_before_the_body_arrives() {
     assert!(read.is_ok(), "no answer before the body was complete");
     assert_eq!(&head, b"HTTP/1.1 401");
 }
+
+/// `BRIDGE_REQUIRE_HMAC=true`: the raw secret (which, once seen, signs any body) and an
+/// API key alone are refused; a signed event is queued.
+#[tokio::test]
+async fn requiring_hmac_refuses_the_raw_secret() {
+    let app = spawn_app(&[("BRIDGE_REQUIRE_HMAC", "true")]).await;
+    let raw = app
+        .post_with(&[("X-Payload-Signature", SECRET)], workn_event("raw-1"))
+        .await;
+    assert_eq!(raw.status(), 401);
+    let error: Value = raw.json().await.unwrap();
+    assert_eq!(error["error"], "unauthorized");
+    assert!(!error["detail"].as_str().unwrap().contains(SECRET));
+    let key_only = app
+        .post_with(&[("X-api-key", API_KEY)], workn_event("key-1"))
+        .await;
+    assert_eq!(key_only.status(), 401);
+    let signed = workn_event("signed-1");
+    assert_eq!(app.post_signed(&signed).await.status(), 200);
+    assert_eq!(app.queued_bodies(1).await, vec![signed]);
+}
