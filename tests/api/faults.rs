@@ -508,3 +508,41 @@ async fn an_entry_listed_as_both_sent_and_failed_is_sent_again_and_stored_once()
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0].body, body);
 }
+
+/// A batch call SQS refuses whole for one entry's sake is sent again entry by entry: that
+/// event gets its final `400`, its batch-mates are stored and answered `200`.
+#[tokio::test]
+async fn a_batch_refused_whole_fails_only_the_event_that_caused_it() {
+    let (fake, app) = app_on_fake(&[("BRIDGE_BATCH_CONCURRENCY", "1")]).await;
+    // A slow call first, so the five below wait and leave as one batch.
+    fake.script([Fault::Latency(Duration::from_millis(500))]);
+    let mut names: Vec<String> = (0..4).map(|i| format!("batch-mate-{i}")).collect();
+    names.insert(2, crate::fake_sqs::REFUSES_CALL.to_owned());
+    let slow_event = workn_event("slow");
+    let (slow, answers) = tokio::join!(app.post_signed(&slow_event), async {
+        batch_calls_reach(&fake, 1).await;
+        join_all(names.iter().map(|name| async {
+            status_and_error(app.post_signed(&workn_event(name)).await).await
+        }))
+        .await
+    });
+    assert_eq!(slow.status(), 200);
+    for (name, (status, error)) in names.iter().zip(&answers) {
+        if name == crate::fake_sqs::REFUSES_CALL {
+            assert_eq!(
+                (*status, error.as_str()),
+                (400, "rejected_by_sqs"),
+                "{name}"
+            );
+        } else {
+            assert_eq!(*status, 200, "{name}: {error}");
+        }
+    }
+    let stored: Vec<String> = fake.stored().into_iter().map(|m| m.body).collect();
+    assert_eq!(stored.len(), 5, "the slow one and the four batch-mates");
+    assert!(
+        stored
+            .iter()
+            .all(|b| !b.contains(crate::fake_sqs::REFUSES_CALL))
+    );
+}

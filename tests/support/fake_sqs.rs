@@ -53,6 +53,10 @@ pub enum Fault {
     EntryListedTwice,
 }
 
+/// A body holding this makes the whole call that carries it fail with `400
+/// InvalidMessageContents`, batch or not: SQS refusing a call for one entry's sake.
+pub const REFUSES_CALL: &str = "fake-sqs:refuse-the-call";
+
 /// A message the fake accepted (once: duplicates are not stored again).
 #[derive(Debug, Clone)]
 pub struct Stored {
@@ -382,6 +386,9 @@ fn handle(state: &State, action: &str, body: &[u8], fault: Fault) -> Answer {
     let answer = match action {
         "SendMessage" => match serde_json::from_slice::<Entry<'_>>(body) {
             Err(_) => error(400, "InvalidParameterValue"),
+            Ok(entry) if entry.message_body.contains(REFUSES_CALL) => {
+                error(400, "InvalidMessageContents")
+            }
             Ok(entry) => {
                 let (id, seq) = state.store(&entry);
                 Answer::Reply(200, format!("{{{}}}", sent(&id, seq)))
@@ -399,6 +406,14 @@ fn handle(state: &State, action: &str, body: &[u8], fault: Fault) -> Answer {
                         > state.max_message_size.load(Ordering::SeqCst) =>
             {
                 error(400, "BatchRequestTooLong")
+            }
+            Ok(batch)
+                if batch
+                    .entries
+                    .iter()
+                    .any(|e| e.message_body.contains(REFUSES_CALL)) =>
+            {
+                error(400, "InvalidMessageContents")
             }
             Ok(batch) => {
                 let mut successful = Vec::new();

@@ -32,6 +32,9 @@ struct Pending {
     /// After this the webhook has been answered `503`; the entry is not sent any more.
     deadline: Instant,
     reply: oneshot::Sender<Result<Receipt, SendError>>,
+    /// Sent in a call of its own: its batch was refused whole, which may have been its
+    /// doing (see [`refused_for_an_entry`]).
+    alone: bool,
 }
 
 impl Pending {
@@ -82,6 +85,7 @@ impl Batcher {
             size,
             deadline,
             reply,
+            alone: false,
         };
         if self.submit.send(pending).is_err() {
             return Err(SendError::stopped("the batch dispatcher is not running"));
@@ -174,9 +178,10 @@ impl Batch {
         }
     }
 
-    /// Full when it has 10 entries or the next waiting one would not fit.
+    /// Full when it has 10 entries, the next waiting one would not fit, or its entry is to
+    /// go alone.
     fn full(&self, next_waiting: bool) -> bool {
-        self.entries.len() >= MAX_BATCH_ENTRIES || next_waiting
+        self.entries.len() >= MAX_BATCH_ENTRIES || next_waiting || self.entries[0].alone
     }
 
     /// Adds one arrival, or sets it aside (`carried`) for the next batch if it would not
@@ -185,7 +190,7 @@ impl Batch {
         if next.abandoned() {
             return;
         }
-        if self.size + next.size > self.max_bytes {
+        if next.alone || self.size + next.size > self.max_bytes {
             *carried = Some(next);
             return;
         }
@@ -206,6 +211,16 @@ impl Batch {
     }
 }
 
+/// Whether SQS refusing a whole batch call may be one entry's doing: content or a
+/// parameter it finds invalid (not throttling, access, a missing queue, SQS's faults).
+fn refused_for_an_entry(error: &SendError) -> bool {
+    match error {
+        SendError::Invalid { .. } => true,
+        SendError::Failed { code, .. } => code == "InvalidParameterValue",
+        SendError::QueueMissing | SendError::Timeout(_) => false,
+    }
+}
+
 /// One batch call, and each entry's answer.
 async fn send<S: SendBatch>(
     sink: &S,
@@ -221,15 +236,20 @@ async fn send<S: SendBatch>(
     #[allow(clippy::cast_precision_loss)] // at most 10
     metrics::histogram!(metric::SQS_BATCH_SIZE).record(batch.len() as f64);
     match sink.send_batch(messages, deadline).await {
+        Err(error) if batch.len() > 1 && refused_for_an_entry(&error) => {
+            // Which of several events SQS objects to can't be told from the answer: each
+            // goes again in a call of its own, so only the one that caused it fails, and
+            // its batch-mates are stored.
+            tracing::debug!(
+                code = error.code(),
+                "SQS refused a batch call whole; sending its entries one by one"
+            );
+            for mut pending in batch {
+                pending.alone = true;
+                let _ = resubmit.send(pending);
+            }
+        }
         Err(error) => {
-            // A refusal of the whole call can't be pinned on one of several events: each
-            // is told to retry, not that it can never be accepted.
-            let error = match error {
-                SendError::Invalid { code, detail } if batch.len() > 1 => {
-                    SendError::Failed { code, detail }
-                }
-                error => error,
-            };
             for pending in batch {
                 let _ = pending.reply.send(Err(error.clone()));
             }

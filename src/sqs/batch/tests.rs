@@ -28,6 +28,7 @@ fn pending(size: usize) -> (Pending, Answer) {
         size,
         deadline: Instant::now() + Duration::from_mins(1),
         reply,
+        alone: false,
     };
     (pending, answer)
 }
@@ -193,30 +194,52 @@ async fn each_entry_gets_its_own_answer_and_a_retry_keeps_its_keys() {
 }
 
 #[tokio::test]
-async fn a_whole_call_refused_as_invalid_is_final_only_for_a_single_event() {
+async fn a_call_refused_whole_is_sent_again_entry_by_entry() {
     let (batcher, fake, _) = batcher(1, MINUTE);
     let invalid = || {
         Call::Refused(SendError::Invalid {
-            code: "InvalidParameterValue".into(),
+            code: "InvalidMessageContents".into(),
             detail: "batch".into(),
         })
     };
     let hold = submit(&batcher, "hold", 10);
     fake.next_call().await;
-    let (a, b) = (submit(&batcher, "a", 10), submit(&batcher, "b", 10));
-    fake.answer_next(invalid());
+    let (a, b, c) = (
+        submit(&batcher, "a", 10),
+        submit(&batcher, "b", 10),
+        submit(&batcher, "c", 10),
+    );
+    fake.answer_next(invalid()); // a, b and c together
+    fake.answer_next(Call::Sent); // a alone
+    fake.answer_next(invalid()); // b alone: b was the cause
     fake.release(1);
     assert!(hold.await.is_ok());
-    assert_eq!(fake.next_call().await.names(), ["a", "b"]);
-    fake.answer_next(invalid());
+    assert_eq!(fake.next_call().await.names(), ["a", "b", "c"]);
     fake.release(1);
-    // Which of the two SQS objects to can't be known: both are told to retry.
-    assert!(matches!(a.await, Err(SendError::Failed { .. })));
-    assert!(matches!(b.await, Err(SendError::Failed { .. })));
-    let alone = submit(&batcher, "alone", 10);
-    fake.next_call().await;
+    for alone in ["a", "b", "c"] {
+        assert_eq!(
+            fake.next_call().await.names(),
+            [alone],
+            "each in a call of its own"
+        );
+        fake.release(1);
+    }
+    assert!(a.await.is_ok());
+    assert!(
+        matches!(b.await, Err(SendError::Invalid { .. })),
+        "final for its cause"
+    );
+    assert!(c.await.is_ok());
+    // A refusal SQS could not owe to an entry is every entry's answer at once.
+    let (first, second) = (submit(&batcher, "d", 10), submit(&batcher, "e", 10));
+    fake.answer_next(Call::Refused(SendError::Failed {
+        code: "AccessDenied".into(),
+        detail: "role".into(),
+    }));
+    assert_eq!(fake.next_call().await.names(), ["d", "e"]);
     fake.release(1);
-    assert!(matches!(alone.await, Err(SendError::Invalid { .. })));
+    assert!(matches!(first.await, Err(SendError::Failed { .. })));
+    assert!(matches!(second.await, Err(SendError::Failed { .. })));
 }
 
 #[tokio::test]
