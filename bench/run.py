@@ -27,7 +27,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RELEASE = os.path.join(ROOT, "target", "release")
 FAKE = "127.0.0.1:19324"
 QUEUE_URL = f"http://{FAKE}/000000000000/bench.fifo"
-SECRET = "bench-secret"
+SECRET = "bench-shared-secret"
 
 TARGETS = {
     "bridge (batching)": ("bridge", {"BRIDGE_BATCH": "true"}),

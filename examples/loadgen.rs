@@ -176,7 +176,7 @@ fn main() {
     let connections: usize = arg("--connections", "64").parse().unwrap();
     let seconds: f64 = arg("--seconds", "10").parse().unwrap();
     let mode = arg("--mode", "webhook");
-    let secret = arg("--secret", "bench-secret");
+    let secret = arg("--secret", "bench-shared-secret");
     let threads: usize = arg("--threads", "1").parse().unwrap();
     let per_connection: u64 = arg("--prepare", "4000").parse().unwrap();
     let rest = url.strip_prefix("http://").expect("an http:// URL");

@@ -177,16 +177,20 @@ mod tests {
     fn environment_values_are_taken_as_the_text_they_are() {
         let c = load(&[
             ("BRIDGE_QUEUE_URL", QUEUE),
-            ("BRIDGE_API_KEYS", "007"),
-            ("BRIDGE_SHARED_SECRETS", r#"["a,b", "true"]"#),
+            ("BRIDGE_API_KEYS", "0070000000000000"),
+            (
+                "BRIDGE_SHARED_SECRETS",
+                r#"["a,b-kept-whole-1", "1234567890123456"]"#,
+            ),
         ])
         .unwrap();
-        assert_eq!(c.api_keys[0].expose_secret(), "007");
-        assert_eq!(c.shared_secrets[0].expose_secret(), "a,b");
-        assert_eq!(c.shared_secrets[1].expose_secret(), "true");
+        // Figment's own parser would read these as numbers, the first without its zeros.
+        assert_eq!(c.api_keys[0].expose_secret(), "0070000000000000");
+        assert_eq!(c.shared_secrets[0].expose_secret(), "a,b-kept-whole-1");
+        assert_eq!(c.shared_secrets[1].expose_secret(), "1234567890123456");
         let e = setting_of(&[
             ("BRIDGE_QUEUE_URL", QUEUE),
-            ("BRIDGE_API_KEYS", "k"),
+            ("BRIDGE_API_KEYS", "a-long-enough-api-key"),
             ("BRIDGE_WORKERS", "[1]"),
         ]);
         assert_eq!(e, "BRIDGE_WORKERS");
@@ -197,7 +201,7 @@ mod tests {
         let path = config_file(
             "blank",
             &format!(
-                "queue_url = \"{QUEUE}\"\napi_keys = \"k\"\npath = \"/in\"\nworkers = 0\nlisten = \"\"\n"
+                "queue_url = \"{QUEUE}\"\napi_keys = \"a-long-enough-api-key\"\npath = \"/in\"\nworkers = 0\nlisten = \"\"\n"
             ),
         );
         let c = load_with(&path, &[("BRIDGE_PATH", ""), ("BRIDGE_WORKERS", " ")]).unwrap();
@@ -211,7 +215,9 @@ mod tests {
     fn errors_name_the_setting_as_it_was_given() {
         let path = config_file(
             "named",
-            &format!("queue_url = \"{QUEUE}\"\napi_keys = \"k\"\nWorkers = 0\n"),
+            &format!(
+                "queue_url = \"{QUEUE}\"\napi_keys = \"a-long-enough-api-key\"\nWorkers = 0\n"
+            ),
         );
         let e = load_with(&path, &[]).unwrap_err();
         assert_eq!(e.setting, format!("Workers (in {})", path.display()));

@@ -30,7 +30,7 @@ pub(super) fn setting_of(pairs: &[(&str, &str)]) -> String {
 fn defaults_apply() {
     let c = load(&[
         ("BRIDGE_QUEUE_URL", QUEUE),
-        ("BRIDGE_API_KEYS", "key-aaaa, key-bbbb,"),
+        ("BRIDGE_API_KEYS", "key-aaaa-aaaa-aaaa, key-bbbb-bbbb-bbbb,"),
     ])
     .unwrap();
     assert_eq!(c.api_keys.len(), 2);
@@ -45,17 +45,23 @@ fn defaults_apply() {
 
 #[test]
 fn errors_name_the_setting() {
-    let base = [("BRIDGE_QUEUE_URL", QUEUE), ("BRIDGE_API_KEYS", "k")];
+    let base = [
+        ("BRIDGE_QUEUE_URL", QUEUE),
+        ("BRIDGE_API_KEYS", "a-long-enough-api-key"),
+    ];
     let with = |extra: (&'static str, &'static str)| {
         let mut v = base.to_vec();
         v.push(extra);
         setting_of(&v)
     };
-    assert_eq!(setting_of(&[("BRIDGE_API_KEYS", "k")]), "BRIDGE_QUEUE_URL");
+    assert_eq!(
+        setting_of(&[("BRIDGE_API_KEYS", "a-long-enough-api-key")]),
+        "BRIDGE_QUEUE_URL"
+    );
     assert_eq!(
         setting_of(&[
             ("BRIDGE_QUEUE_URL", "http://h/1/q"),
-            ("BRIDGE_API_KEYS", "k")
+            ("BRIDGE_API_KEYS", "a-long-enough-api-key")
         ]),
         "BRIDGE_QUEUE_URL"
     );
@@ -97,24 +103,35 @@ fn unauthenticated_mode_must_be_asked_for_and_warns() {
 }
 
 #[test]
-fn short_credentials_are_warned_about_privately() {
-    let c = load(&[
+fn short_credentials_stop_start_up_without_being_shown() {
+    let e = load(&[
         ("BRIDGE_QUEUE_URL", QUEUE),
         (
             "BRIDGE_SHARED_SECRETS",
             r#"["tiny-1", "a-long-enough-random-secret"]"#,
         ),
-        ("BRIDGE_API_KEYS", "k"),
+        ("BRIDGE_API_KEYS", "a-long-enough-api-key"),
     ])
-    .unwrap();
-    let warnings = c.operator_warnings();
-    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    .unwrap_err();
     assert_eq!(
-        warnings[0],
-        "1 value(s) of BRIDGE_SHARED_SECRETS are shorter than 16 characters: easy to guess; use long random values"
+        e.to_string(),
+        "BRIDGE_SHARED_SECRETS: 1 value(s) are shorter than 16 characters: easy to guess; use \
+         long random values (e.g. `openssl rand -hex 32`)"
     );
-    assert!(warnings.iter().all(|w| !w.contains("tiny-1")));
-    assert!(c.warnings().is_empty(), "not on /readyz");
+    let e = load(&[
+        ("BRIDGE_QUEUE_URL", QUEUE),
+        ("BRIDGE_API_KEYS", "fifteen-chars-k"),
+    ])
+    .unwrap_err();
+    assert_eq!(e.setting, "BRIDGE_API_KEYS");
+    assert!(!e.to_string().contains("fifteen"), "{e}");
+    assert!(
+        load(&[
+            ("BRIDGE_QUEUE_URL", QUEUE),
+            ("BRIDGE_API_KEYS", "sixteen-chars-ok")
+        ])
+        .is_ok()
+    );
 }
 
 #[test]
@@ -149,7 +166,7 @@ fn a_blank_allow_list_and_a_drain_shorter_than_a_forward_are_warned_about() {
     for name in ["BRIDGE_ALLOWED_SOURCES", "BRIDGE_TRUSTED_PROXIES"] {
         let e = load(&[
             ("BRIDGE_QUEUE_URL", QUEUE),
-            ("BRIDGE_API_KEYS", "k"),
+            ("BRIDGE_API_KEYS", "a-long-enough-api-key"),
             (name, " , "),
         ])
         .unwrap_err();
@@ -161,7 +178,10 @@ fn a_blank_allow_list_and_a_drain_shorter_than_a_forward_are_warned_about() {
 #[test]
 fn the_buffer_budget_must_hold_the_largest_body() {
     let with = |pairs: &[(&str, &str)]| {
-        let mut all = vec![("BRIDGE_QUEUE_URL", QUEUE), ("BRIDGE_API_KEYS", "k")];
+        let mut all = vec![
+            ("BRIDGE_QUEUE_URL", QUEUE),
+            ("BRIDGE_API_KEYS", "a-long-enough-api-key"),
+        ];
         all.extend_from_slice(pairs);
         load(&all)
     };
@@ -201,34 +221,33 @@ fn a_secret_holding_a_comma_is_never_split_into_shorter_credentials() {
     let e = with("Xk9q2mPz,7").unwrap_err();
     assert!(e.problem.contains("JSON array"), "{e}");
     assert!(!e.to_string().contains("Xk9q2mPz"), "{e}");
-    let c = with(r#"["Xk9q2mPz,7", "second-secret-value"]"#).unwrap();
+    let c = with(r#"["Xk9q2mPz,7-and-more", "second-secret-value"]"#).unwrap();
     assert_eq!(c.shared_secrets.len(), 2);
-    assert_eq!(c.shared_secrets[0].expose_secret(), "Xk9q2mPz,7");
+    assert_eq!(c.shared_secrets[0].expose_secret(), "Xk9q2mPz,7-and-more");
     let e = with(r#"{"hmac": "Xk9q2mPz"}"#).unwrap_err();
     assert!(e.problem.contains("JSON object"), "{e}");
     assert!(!e.to_string().contains("Xk9q2mPz"), "{e}");
     assert!(with(r#"["unterminated"#).is_err());
-    // Rotation lists of ordinary values, and a single short value, still load.
+    // Rotation lists of ordinary values still load.
     assert_eq!(
-        with("first-secret,second-secret")
+        with("first-shared-secret,second-shared-secret")
             .unwrap()
             .shared_secrets
             .len(),
         2
     );
-    assert_eq!(with("k").unwrap().shared_secrets.len(), 1);
 }
 
 #[test]
 fn errors_and_debug_never_show_secrets() {
     let c = load(&[
         ("BRIDGE_QUEUE_URL", QUEUE),
-        ("BRIDGE_SHARED_SECRETS", "s3cr3t-value"),
+        ("BRIDGE_SHARED_SECRETS", "s3cr3t-value-long"),
     ])
     .unwrap();
-    assert!(!format!("{c:?}").contains("s3cr3t-value"));
-    let e = load(&[("BRIDGE_SHARED_SECRETS", "s3cr3t-value")]).unwrap_err();
-    assert!(!e.to_string().contains("s3cr3t-value"));
+    assert!(!format!("{c:?}").contains("s3cr3t-value-long"));
+    let e = load(&[("BRIDGE_SHARED_SECRETS", "s3cr3t-value-long")]).unwrap_err();
+    assert!(!e.to_string().contains("s3cr3t-value-long"));
 }
 
 #[test]
@@ -238,7 +257,7 @@ fn file_settings_are_overridden_by_the_environment() {
     let path = dir.join("bridge.toml");
     std::fs::write(
         &path,
-        format!("queue_url = \"{QUEUE}\"\napi_keys = [\"a\", \"b\"]\nforward_timeout_ms = 2000\npath = \"/in\"\n"),
+        format!("queue_url = \"{QUEUE}\"\napi_keys = [\"first-long-api-key\", \"second-long-api-key\"]\nforward_timeout_ms = 2000\npath = \"/in\"\n"),
     )
     .unwrap();
     let env: HashMap<&str, &str> = [("BRIDGE_PATH", "/hook")].into();
@@ -250,16 +269,16 @@ fn file_settings_are_overridden_by_the_environment() {
     // Credentials in a TOML list stay whole, commas and all; other lists can't hold one.
     std::fs::write(
         &path,
-        format!("queue_url = \"{QUEUE}\"\nshared_secrets = [\"a,b\", \"c\"]\n"),
+        format!("queue_url = \"{QUEUE}\"\nshared_secrets = [\"a,b-kept-whole-1\", \"another-long-secret\"]\n"),
     )
     .unwrap();
     let c = Config::from_sources(Some(&path), |_| None).unwrap();
-    assert_eq!(c.shared_secrets[0].expose_secret(), "a,b");
+    assert_eq!(c.shared_secrets[0].expose_secret(), "a,b-kept-whole-1");
     assert_eq!(c.shared_secrets.len(), 2);
     std::fs::write(
         &path,
         format!(
-            "queue_url = \"{QUEUE}\"\napi_keys = \"k\"\nallowed_sources = [\"10.0.0.1,10.0.0.2\"]\n"
+            "queue_url = \"{QUEUE}\"\napi_keys = \"a-long-enough-api-key\"\nallowed_sources = [\"10.0.0.1,10.0.0.2\"]\n"
         ),
     )
     .unwrap();
@@ -270,7 +289,7 @@ fn file_settings_are_overridden_by_the_environment() {
     assert!(e.problem.contains("unknown setting `queue`"), "{e}");
     std::fs::write(
         &path,
-        format!("queue_url = \"{QUEUE}\"\napi_keys = \"k\"\nworkers = 0\n"),
+        format!("queue_url = \"{QUEUE}\"\napi_keys = \"a-long-enough-api-key\"\nworkers = 0\n"),
     )
     .unwrap();
     let e = Config::from_sources(Some(&path), |_| None).unwrap_err();
@@ -295,7 +314,10 @@ pub(super) fn load_with(file: &Path, pairs: &[(&str, &str)]) -> Result<Config, C
 #[test]
 fn tls_files_are_named_not_loaded() {
     let with = |pairs: &[(&str, &str)]| {
-        let mut all = vec![("BRIDGE_QUEUE_URL", QUEUE), ("BRIDGE_API_KEYS", "k")];
+        let mut all = vec![
+            ("BRIDGE_QUEUE_URL", QUEUE),
+            ("BRIDGE_API_KEYS", "a-long-enough-api-key"),
+        ];
         all.extend_from_slice(pairs);
         load(&all)
     };
@@ -379,8 +401,11 @@ fn requiring_hmac_needs_a_shared_secret() {
     .unwrap();
     assert!(c.require_hmac);
     assert!(
-        !load(&[("BRIDGE_QUEUE_URL", QUEUE), ("BRIDGE_API_KEYS", "k")])
-            .unwrap()
-            .require_hmac
+        !load(&[
+            ("BRIDGE_QUEUE_URL", QUEUE),
+            ("BRIDGE_API_KEYS", "a-long-enough-api-key")
+        ])
+        .unwrap()
+        .require_hmac
     );
 }

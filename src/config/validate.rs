@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret as _, SecretString};
 
 use super::settings::{Layered, List};
 use super::{Config, ConfigError, Listener, LogFormat, TlsFiles};
@@ -41,6 +41,8 @@ pub(super) fn config(layers: &Layered) -> Result<Config, ConfigError> {
     let shared_secrets =
         secret_list(layers.list("BRIDGE_SHARED_SECRETS", |s| s.shared_secrets.as_ref()))?;
     let api_keys = secret_list(layers.list("BRIDGE_API_KEYS", |s| s.api_keys.as_ref()))?;
+    long_enough("BRIDGE_SHARED_SECRETS", &shared_secrets)?;
+    long_enough("BRIDGE_API_KEYS", &api_keys)?;
     let allow_unauthenticated =
         boolean(layers.or_default("BRIDGE_ALLOW_UNAUTHENTICATED", |s| &s.allow_unauthenticated))?;
     if shared_secrets.is_empty() && api_keys.is_empty() && !allow_unauthenticated {
@@ -239,6 +241,28 @@ fn listen_address(layers: &Layered) -> Result<SocketAddr, ConfigError> {
             format!("must be an address and port such as 0.0.0.0:8080, got `{value}`"),
         )
     })
+}
+
+/// Credentials shorter than this are refused: easy to guess, and no lockout stops
+/// guessing (the vendor sends from one shared address; see the README).
+const MIN_CREDENTIAL_CHARS: usize = 16;
+
+/// Refuses credentials under [`MIN_CREDENTIAL_CHARS`], saying how many, never which.
+fn long_enough(setting: &str, values: &[SecretString]) -> Result<(), ConfigError> {
+    let short = values
+        .iter()
+        .filter(|s| s.expose_secret().chars().count() < MIN_CREDENTIAL_CHARS)
+        .count();
+    if short == 0 {
+        return Ok(());
+    }
+    Err(ConfigError::new(
+        setting,
+        format!(
+            "{short} value(s) are shorter than {MIN_CREDENTIAL_CHARS} characters: easy to \
+             guess; use long random values (e.g. `openssl rand -hex 32`)"
+        ),
+    ))
 }
 
 /// A FIFO queue URL: `http(s)://host/.../NAME.fifo`.

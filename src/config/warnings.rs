@@ -1,11 +1,6 @@
 //! What a configuration allows but an operator should hear about.
 
-use secrecy::{ExposeSecret as _, SecretString};
-
 use super::Config;
-
-/// Shorter credentials are accepted, with a warning.
-const MIN_CREDENTIAL_CHARS: usize = 16;
 
 impl Config {
     /// Lines worth a warning at start-up and on `/readyz`.
@@ -29,11 +24,11 @@ impl Config {
     }
 
     /// Warnings for the start-up log and `check-config`, not for `/readyz`, which anyone
-    /// can read: a credential short enough to guess, an allow-list that allows everyone,
-    /// timeouts that let a drain cut forwards short.
+    /// can read: an allow-list that allows everyone, timeouts that let a drain cut
+    /// forwards short.
     #[must_use]
     pub fn operator_warnings(&self) -> Vec<String> {
-        let mut warnings = self.credential_warnings();
+        let mut warnings = Vec::new();
         if self.allowed_sources_blank {
             warnings.push(
                 "BRIDGE_ALLOWED_SOURCES is set but empty, so every source address is allowed; \
@@ -54,25 +49,5 @@ impl Config {
             ));
         }
         warnings
-    }
-
-    fn credential_warnings(&self) -> Vec<String> {
-        let short = |list: &[SecretString]| {
-            list.iter()
-                .filter(|s| s.expose_secret().chars().count() < MIN_CREDENTIAL_CHARS)
-                .count()
-        };
-        [
-            ("BRIDGE_SHARED_SECRETS", short(&self.shared_secrets)),
-            ("BRIDGE_API_KEYS", short(&self.api_keys)),
-        ]
-        .into_iter()
-        .filter(|(_, n)| *n > 0)
-        .map(|(setting, n)| {
-            format!(
-                "{n} value(s) of {setting} are shorter than {MIN_CREDENTIAL_CHARS} characters: easy to guess; use long random values"
-            )
-        })
-        .collect()
     }
 }

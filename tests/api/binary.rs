@@ -24,7 +24,7 @@ fn invalid_configuration_exits_non_zero_naming_the_setting() {
         (
             vec![
                 ("BRIDGE_QUEUE_URL", "http://h/0/q.fifo"),
-                ("BRIDGE_API_KEYS", "k"),
+                ("BRIDGE_API_KEYS", "a-long-enough-api-key"),
                 ("BRIDGE_DEDUP", "nope"),
             ],
             "BRIDGE_DEDUP",

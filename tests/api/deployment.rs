@@ -189,7 +189,7 @@ fn unreadable_or_mismatched_tls_files_are_configuration_errors() {
     let env = |pairs: Vec<(&'static str, String)>| {
         let mut map: std::collections::HashMap<&str, String> = [
             ("BRIDGE_QUEUE_URL", queue.to_owned()),
-            ("BRIDGE_API_KEYS", "k".to_owned()),
+            ("BRIDGE_API_KEYS", "a-long-enough-api-key".to_owned()),
         ]
         .into();
         map.extend(pairs);

@@ -13,8 +13,8 @@ use webhook_sqs_bridge::startup::Application;
 
 pub const SECRET: &str = "test-shared-secret-1";
 pub const SECRET_2: &str = "test-shared-secret-2";
-pub const API_KEY: &str = "test-api-key-1";
-pub const API_KEY_2: &str = "test-api-key-2";
+pub const API_KEY: &str = "test-api-key-0001";
+pub const API_KEY_2: &str = "test-api-key-0002";
 pub const SETUP_ID: &str = "4242";
 
 /// LocalStack's endpoint: `LOCALSTACK_ENDPOINT`, else the default port.
