@@ -6,7 +6,8 @@
 The policy is the resource the BridgePolicyArn output refers to; the queue is the one the
 QueueUrl output refers to. The policy must hold exactly one statement: Effect Allow,
 Action exactly sqs:SendMessage and sqs:GetQueueAttributes, Resource exactly that queue's
-ARN (!GetAtt Queue.Arn), with no wildcards, NotAction or NotResource. Prints every
+ARN (!GetAtt Queue.Arn), with no wildcards, NotAction or NotResource. Every queue must be
+retained and named by a queue policy that denies requests without TLS. Prints every
 problem found and exits 1 if there is any.
 """
 
@@ -126,6 +127,7 @@ def check(template):
             )
         if any(isinstance(t, str) and ("*" in t or "?" in t) for t in targets):
             problems.append(f"{at}: Resource has wildcards")
+    problems += tls_only(resources)
     # Deleting the stack, or an update that replaces a queue, must not delete the events
     # still in it.
     for name, resource in resources.items():
@@ -134,6 +136,30 @@ def check(template):
                 if resource.get(key) != "Retain":
                     problems.append(f"{name}: {key} must be Retain, so queued events outlive the stack")
     return problems
+
+
+def tls_only(resources):
+    """Every queue is named by a queue policy that denies requests without TLS."""
+    covered = set()
+    for resource in resources.values():
+        if resource.get("Type") != "AWS::SQS::QueuePolicy":
+            continue
+        properties = resource.get("Properties") or {}
+        statements = as_list((properties.get("PolicyDocument") or {}).get("Statement") or [])
+        denies = any(
+            isinstance(st, dict)
+            and st.get("Effect") == "Deny"
+            and st.get("Principal") == "*"
+            and (st.get("Condition") or {}).get("Bool", {}).get("aws:SecureTransport") in ("false", False)
+            for st in statements
+        )
+        if denies:
+            covered |= {q["Ref"] for q in as_list(properties.get("Queues") or []) if isinstance(q, dict) and "Ref" in q}
+    return [
+        f"{name}: no queue policy denies requests without TLS (aws:SecureTransport false)"
+        for name, resource in resources.items()
+        if resource.get("Type") == "AWS::SQS::Queue" and name not in covered
+    ]
 
 
 def main(argv):
@@ -145,12 +171,12 @@ def main(argv):
         return 1
     problems = check(template)
     if problems:
-        print(f"check_policy: {path}: the bridge's IAM policy is not least privilege, or a queue is not retained:", file=sys.stderr)
+        print(f"check_policy: {path}: the bridge's IAM policy is not least privilege, or a queue is not retained or not TLS-only:", file=sys.stderr)
         for p in problems:
             print(f"  - {p}", file=sys.stderr)
         return 1
     print(f"check_policy: {path}: bridge policy allows only sqs:SendMessage and "
-          "sqs:GetQueueAttributes on the queue's ARN; queues are retained")
+          "sqs:GetQueueAttributes on the queue's ARN; queues are retained and TLS-only")
     return 0
 
 
