@@ -177,14 +177,7 @@ fn a_blank_allow_list_and_a_drain_shorter_than_a_forward_are_warned_about() {
 
 #[test]
 fn the_buffer_budget_must_hold_the_largest_body() {
-    let with = |pairs: &[(&str, &str)]| {
-        let mut all = vec![
-            ("BRIDGE_QUEUE_URL", QUEUE),
-            ("BRIDGE_API_KEYS", "a-long-enough-api-key"),
-        ];
-        all.extend_from_slice(pairs);
-        load(&all)
-    };
+    let with = with_defaults;
     assert_eq!(
         with(&[]).unwrap().max_buffered_bytes,
         DEFAULT_MAX_BUFFERED_BYTES
@@ -306,6 +299,16 @@ pub(super) fn config_file(test: &str, contents: &str) -> PathBuf {
     path
 }
 
+/// [`load`] with a queue and an API key, and `pairs` on top.
+fn with_defaults(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    let mut all = vec![
+        ("BRIDGE_QUEUE_URL", QUEUE),
+        ("BRIDGE_API_KEYS", "a-long-enough-api-key"),
+    ];
+    all.extend_from_slice(pairs);
+    load(&all)
+}
+
 pub(super) fn load_with(file: &Path, pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
     let env: HashMap<&str, &str> = pairs.iter().copied().collect();
     Config::from_sources(Some(file), |n| env.get(n).map(|v| (*v).to_owned()))
@@ -313,14 +316,7 @@ pub(super) fn load_with(file: &Path, pairs: &[(&str, &str)]) -> Result<Config, C
 
 #[test]
 fn tls_files_are_named_not_loaded() {
-    let with = |pairs: &[(&str, &str)]| {
-        let mut all = vec![
-            ("BRIDGE_QUEUE_URL", QUEUE),
-            ("BRIDGE_API_KEYS", "a-long-enough-api-key"),
-        ];
-        all.extend_from_slice(pairs);
-        load(&all)
-    };
+    let with = with_defaults;
     let c = with(&[
         ("BRIDGE_TLS_CERT", " /nonexistent/cert.pem "),
         ("BRIDGE_TLS_KEY", "/nonexistent/key.pem"),
