@@ -27,6 +27,7 @@ COUNTERS = {
     "bridge_auth_failures_total",
     "bridge_sqs_errors_total",
     "bridge_sqs_entry_retries_total",
+    "bridge_dedup_conflicts_total",
 }
 GAUGES = {
     "bridge_forwards_in_flight",
@@ -48,7 +49,8 @@ METRICS = RATED | GAUGES
 LABEL_VALUES = {
     "outcome": {"accepted", "unauthorized", "forbidden", "invalid", "too_large", "timeout",
                 "overloaded", "shutting_down", "rejected", "unavailable"},
-    "reason": {"missing", "duplicate_header", "empty_header", "wrong_api_key", "wrong_signature"},
+    "reason": {"missing", "duplicate_header", "empty_header", "wrong_api_key", "wrong_signature",
+               "raw_secret_refused"},
     "action": {"SendMessage", "SendMessageBatch", "GetQueueAttributes"},
 }
 LABELS = set(LABEL_VALUES) | {"code", "version", "le", "job", "instance"}
