@@ -147,6 +147,7 @@ impl Application {
                 BodyLimits {
                     max_body_bytes: config.max_body_bytes,
                     read_timeout: config.body_read_timeout,
+                    split_unverified: !(config.require_hmac && config.api_keys.is_empty()),
                 },
             )),
             readiness,

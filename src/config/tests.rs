@@ -405,3 +405,20 @@ fn requiring_hmac_needs_a_shared_secret() {
         .require_hmac
     );
 }
+
+#[test]
+fn an_allow_list_without_a_metrics_listener_is_warned_about() {
+    let warned = |pairs: &[(&str, &str)]| {
+        with_defaults(pairs)
+            .unwrap()
+            .operator_warnings()
+            .iter()
+            .any(|w| w.contains("scraper elsewhere gets 403"))
+    };
+    assert!(warned(&[("BRIDGE_ALLOWED_SOURCES", "52.200.5.50")]));
+    assert!(!warned(&[
+        ("BRIDGE_ALLOWED_SOURCES", "52.200.5.50"),
+        ("BRIDGE_METRICS_LISTEN", "127.0.0.1:9090"),
+    ]));
+    assert!(!warned(&[]));
+}

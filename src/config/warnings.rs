@@ -36,6 +36,14 @@ impl Config {
                     .to_owned(),
             );
         }
+        if !self.sources.allowed.is_empty() && self.metrics_listen.is_none() {
+            warnings.push(
+                "BRIDGE_ALLOWED_SOURCES is set and BRIDGE_METRICS_LISTEN is not: /metrics on the \
+                 webhook's port answers only allowed sources, so a scraper elsewhere gets 403; \
+                 give metrics a listener of their own"
+                    .to_owned(),
+            );
+        }
         // A request holds its slot while its body arrives and then while SQS answers; the
         // drain after SIGTERM waits BRIDGE_SHUTDOWN_TIMEOUT_S for every slot.
         let longest = self.body_read_timeout + self.forward_timeout;

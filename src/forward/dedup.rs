@@ -73,24 +73,26 @@ pub struct Deduplicator {
     holders: Mutex<Holders>,
 }
 
-/// What [`Deduplicator::claim`] gave.
-enum Given {
-    Own(DeduplicationId),
-    /// Another identity held `held`.
-    Resolved {
-        held: DeduplicationId,
-        resolved: DeduplicationId,
-    },
-}
-
 /// Each id given out in the window, and the identity it was given to, both as 64-bit
 /// hashes (keyed per process): a few dozen bytes per event. Two different ids with one
 /// hash would only make the second event's id a resolved one, which is still unique.
+/// Each claim by the holder renews its hold, so an id stays held for a window after the
+/// last attempt that may have stored it.
 #[derive(Debug, Default)]
 struct Holders {
     hasher: RandomState,
-    by_id: HashMap<u64, u64>,
-    expiry: VecDeque<(Instant, u64)>,
+    /// Id hash → the holder's identity hash, and until when.
+    by_id: HashMap<u64, (u64, Instant)>,
+    /// Identity hash → the id it was given instead of one another held, and until when:
+    /// its retries get that one again, whatever happens to the other's hold.
+    resolved: HashMap<u64, (DeduplicationId, Instant)>,
+    expiry: VecDeque<(Instant, Held)>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Held {
+    Id(u64),
+    Resolved(u64),
 }
 
 impl Holders {
@@ -100,10 +102,38 @@ impl Holders {
             .front()
             .is_some_and(|(deadline, _)| *deadline <= now)
         {
-            if let Some((_, id)) = self.expiry.pop_front() {
-                self.by_id.remove(&id);
+            // Renewed entries have a later deadline of their own further back.
+            match self.expiry.pop_front() {
+                Some((_, Held::Id(id)))
+                    if self.by_id.get(&id).is_some_and(|(_, until)| *until <= now) =>
+                {
+                    self.by_id.remove(&id);
+                }
+                Some((_, Held::Resolved(who)))
+                    if self
+                        .resolved
+                        .get(&who)
+                        .is_some_and(|(_, until)| *until <= now) =>
+                {
+                    self.resolved.remove(&who);
+                }
+                _ => {}
             }
         }
+    }
+
+    /// Gives (or renews) `id` to `who` until `until`.
+    fn hold(&mut self, id: &DeduplicationId, who: u64, until: Instant) {
+        let hash = self.hasher.hash_one(id.as_str());
+        self.by_id.insert(hash, (who, until));
+        self.expiry.push_back((until, Held::Id(hash)));
+    }
+
+    /// Who holds `id`, if anyone.
+    fn holder(&self, id: &DeduplicationId) -> Option<u64> {
+        self.by_id
+            .get(&self.hasher.hash_one(id.as_str()))
+            .map(|(who, _)| *who)
     }
 }
 
@@ -169,7 +199,7 @@ impl Deduplicator {
     ) -> DeduplicationId {
         let key = identity_key(group, event, body);
         let candidate = self.candidate(&key, event, body);
-        self.claim(candidate, key)
+        self.claim(candidate, key, Instant::now())
     }
 
     /// The id the rules give, before any conflict with another event's.
@@ -216,56 +246,60 @@ impl Deduplicator {
     /// mode (remembered for its identity), and in `event-id` and `content` modes the
     /// SHA-256 of its identity (its group and its id or body), which no other identity
     /// has and every replica computes alike.
-    fn claim(&self, id: DeduplicationId, key: Identity) -> DeduplicationId {
-        let now = Instant::now();
+    fn claim(&self, id: DeduplicationId, key: Identity, now: Instant) -> DeduplicationId {
+        let until = now + self.window;
         let mut holders = self
             .holders
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         holders.expire(now);
         let who = holders.hasher.hash_one(&key);
-        let held_by = holders
-            .by_id
-            .get(&holders.hasher.hash_one(id.as_str()))
-            .copied();
-        let given = match held_by {
-            Some(holder) if holder != who => {
-                let resolved = match self.mode {
-                    DedupMode::Timestamp => {
-                        let now_ms = chrono::Utc::now().timestamp_millis();
-                        let mut state = self.lock();
-                        DeduplicationId::from_unix_millis(state.issue(
-                            key,
-                            now_ms,
-                            now + self.window,
-                        ))
-                    }
-                    DedupMode::EventId | DedupMode::Content => {
-                        DeduplicationId::from_digest(&key.digest())
-                    }
+        // An event given an id of its own before keeps it, for every attempt.
+        if let Some((resolved, _)) = holders.resolved.get(&who) {
+            let resolved = resolved.clone();
+            holders.resolved.insert(who, (resolved.clone(), until));
+            holders.expiry.push_back((until, Held::Resolved(who)));
+            holders.hold(&resolved, who, until);
+            return resolved;
+        }
+        if holders.holder(&id).is_none_or(|holder| holder == who) {
+            holders.hold(&id, who, until);
+            return id;
+        }
+        let resolved = match self.mode {
+            DedupMode::Timestamp => {
+                let now_ms = chrono::Utc::now().timestamp_millis();
+                let mut state = self.lock();
+                let ms = match state.by_identity.get(&key) {
+                    Some(&ms) => ms,
+                    None => state.issue(key, now_ms, until),
                 };
-                Given::Resolved { held: id, resolved }
+                DeduplicationId::from_unix_millis(ms)
             }
-            _ => Given::Own(id),
+            DedupMode::EventId | DedupMode::Content => {
+                let mut resolved = DeduplicationId::from_digest(&key.digest());
+                // Only an event carrying this very digest as its own id could hold it.
+                while holders
+                    .holder(&resolved)
+                    .is_some_and(|holder| holder != who)
+                {
+                    resolved = DeduplicationId::from_digest(&sha256(resolved.as_str().as_bytes()));
+                }
+                resolved
+            }
         };
-        let id = match &given {
-            Given::Own(id) | Given::Resolved { resolved: id, .. } => id.clone(),
-        };
-        let hash = holders.hasher.hash_one(id.as_str());
-        if holders.by_id.insert(hash, who).is_none() {
-            holders.expiry.push_back((now + self.window, hash));
-        }
+        holders.resolved.insert(who, (resolved.clone(), until));
+        holders.expiry.push_back((until, Held::Resolved(who)));
+        holders.hold(&resolved, who, until);
         drop(holders); // not held while logging
-        if let Given::Resolved { held, resolved } = &given {
-            metrics::counter!(metric::DEDUP_CONFLICTS).increment(1);
-            tracing::warn!(
-                deduplication_id = held.as_str(),
-                replacement = resolved.as_str(),
-                "another event holds this event's deduplication id; it gets its own, or SQS \
-                 would drop it"
-            );
-        }
-        id
+        metrics::counter!(metric::DEDUP_CONFLICTS).increment(1);
+        tracing::warn!(
+            deduplication_id = id.as_str(),
+            replacement = resolved.as_str(),
+            "another event holds this event's deduplication id; it gets its own, or SQS \
+             would drop it"
+        );
+        resolved
     }
 
     /// `timestamp` mode's choice, with the clock passed in so tests can drive it.
@@ -638,5 +672,36 @@ mod tests {
         let other = Deduplicator::new(DedupMode::EventId);
         other.assign(&group("g1"), &event, body);
         assert_eq!(other.assign(&group("g2"), &event, body), two);
+    }
+
+    /// Two attempts of one event that both chose their id before either claimed it (a
+    /// retry racing the first attempt) still get one id, and a resolved id outlives the
+    /// hold of the event it was resolved against.
+    #[test]
+    fn a_resolved_id_is_the_events_for_every_attempt() {
+        let own = |msg: &str| format!(r#"{{"msg_id":"{msg}","MessageDeDuplicationId":"k-1"}}"#);
+        let (a, b) = (own("m-a"), own("m-b"));
+        for mode in [DedupMode::Timestamp, DedupMode::EventId, DedupMode::Content] {
+            let d = Deduplicator::new(mode);
+            let t = Instant::now();
+            let claim = |body: &str, at: Instant| {
+                let event = parse(body.as_bytes()).unwrap();
+                let key = identity_key(&group("g"), &event, body.as_bytes());
+                let candidate = d.candidate(&key, &event, body.as_bytes());
+                (candidate, key, at)
+            };
+            let (id, key, at) = claim(&a, t);
+            assert_eq!(d.claim(id, key, at).as_str(), "k-1");
+            let first = claim(&b, t + Duration::from_secs(1));
+            let racing = claim(&b, t + Duration::from_secs(1));
+            let one = d.claim(first.0, first.1, first.2);
+            let two = d.claim(racing.0, racing.1, racing.2);
+            assert_eq!(one, two, "{mode:?}: racing attempts, one id");
+            assert_ne!(one.as_str(), "k-1");
+            // `a`'s hold has lapsed; `b`'s retry within its own window keeps its id.
+            let (id, key, _) = claim(&b, t);
+            let late = t + SQS_DEDUP_WINDOW + Duration::from_millis(500);
+            assert_eq!(d.claim(id, key, late), one, "{mode:?}");
+        }
     }
 }

@@ -10,6 +10,8 @@
 //! each (slots rounded up), until their signature is checked: whoever sends such values
 //! with slow bodies can't crowd out senders the headers already authenticated (the
 //! vendor's raw secret, an API key). This rule lives here; other places point to it.
+//! When no sender can be known from its headers (`BRIDGE_REQUIRE_HMAC` without API keys)
+//! the split would protect nobody and only halve capacity, so there is none.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,11 +53,13 @@ pub struct Admission {
     body_read_timeout: Duration,
 }
 
-/// Limits on one body.
+/// Limits on one body, and whether the unverified half applies.
 #[derive(Clone, Copy)]
 pub struct BodyLimits {
     pub max_body_bytes: usize,
     pub read_timeout: Duration,
+    /// Some senders can be known from their headers (see the module's doc).
+    pub split_unverified: bool,
 }
 
 impl Admission {
@@ -65,10 +69,18 @@ impl Admission {
         Self {
             slots: Arc::new(Semaphore::new(max_slots as usize)),
             max_slots,
-            unverified_slots: Arc::new(Semaphore::new(unverified_slots(max_slots))),
+            unverified_slots: Arc::new(Semaphore::new(if body.split_unverified {
+                unverified_slots(max_slots)
+            } else {
+                max_slots as usize
+            })),
             bytes: Arc::new(Semaphore::new(max_buffered_bytes)),
             max_bytes: max_buffered_bytes,
-            unverified_bytes: Arc::new(Semaphore::new(unverified_share(max_buffered_bytes))),
+            unverified_bytes: Arc::new(Semaphore::new(if body.split_unverified {
+                unverified_share(max_buffered_bytes)
+            } else {
+                max_buffered_bytes
+            })),
             max_body_bytes: body.max_body_bytes,
             body_read_timeout: body.read_timeout,
         }
@@ -252,5 +264,37 @@ pub fn check_content_type(req: &HttpRequest) -> Result<(), WebhookError> {
         Err(WebhookError::UnsupportedMediaType(
             text.chars().take(100).collect(),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn admission(split_unverified: bool) -> Admission {
+        Admission::new(
+            4,
+            1 << 20,
+            BodyLimits {
+                max_body_bytes: 1024,
+                read_timeout: Duration::from_secs(1),
+                split_unverified,
+            },
+        )
+    }
+
+    #[test]
+    fn unverified_senders_hold_half_the_slots_unless_no_sender_can_be_known() {
+        let split = admission(true);
+        let _held: Vec<Slot> = (0..2).map(|_| split.admit(false).unwrap()).collect();
+        assert!(matches!(split.admit(false), Err(WebhookError::Overloaded)));
+        assert!(
+            split.admit(true).is_ok(),
+            "the other half stays for known senders"
+        );
+
+        let whole = admission(false);
+        let _held: Vec<Slot> = (0..4).map(|_| whole.admit(false).unwrap()).collect();
+        assert!(matches!(whole.admit(false), Err(WebhookError::Overloaded)));
     }
 }

@@ -251,11 +251,20 @@ fn string<'a>(
     }
 }
 
-/// Whether `c` is a C0 or C1 control, or a bidirectional formatting character: in an id
-/// or attribute they can split a log line or show one value as another.
+/// Whether `c` is a C0 or C1 control, a line or paragraph separator, a bidirectional
+/// formatting character or an invisible one: in an id or attribute they can split a log
+/// line, or show one value as another.
 fn disguising(c: char) -> bool {
     c.is_control()
-        || matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+        || matches!(
+            c,
+            '\u{061C}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{2028}'..='\u{202E}'
+                | '\u{2060}'
+                | '\u{2066}'..='\u{2069}'
+                | '\u{FEFF}'
+        )
 }
 
 /// A value that will travel as a message attribute: bounded, plain text, and in SQS's

@@ -115,6 +115,10 @@ fn controls_and_bidi_marks_in_copied_values_are_refused() {
         (r"a\u200Eb", 0x200E),
         (r"a\u202Eb", 0x202E),
         (r"a\u2067b", 0x2067),
+        (r"a\u2028b", 0x2028),
+        (r"a\u200Bb", 0x200B),
+        (r"a\uFEFFb", 0xFEFF),
+        (r"a\u061Cb", 0x061C),
     ] {
         for field in ["msg_id", "EventName", "event_type", "DeduplicationId"] {
             let body = format!(r#"{{"{field}":"{value}"}}"#);

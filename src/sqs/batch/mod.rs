@@ -211,14 +211,11 @@ impl Batch {
     }
 }
 
-/// Whether SQS refusing a whole batch call may be one entry's doing: content or a
-/// parameter it finds invalid (not throttling, access, a missing queue, SQS's faults).
+/// Whether SQS refusing a whole batch call may be one entry's doing: content it finds
+/// invalid, which alone is a final `400` (not throttling, access, a missing queue, SQS's
+/// faults, which a lone resend would only repeat).
 fn refused_for_an_entry(error: &SendError) -> bool {
-    match error {
-        SendError::Invalid { .. } => true,
-        SendError::Failed { code, .. } => code == "InvalidParameterValue",
-        SendError::QueueMissing | SendError::Timeout(_) => false,
-    }
+    matches!(error, SendError::Invalid { .. })
 }
 
 /// One batch call, and each entry's answer.
