@@ -139,27 +139,35 @@ def check(template):
 
 
 def tls_only(resources):
-    """Every queue is named by a queue policy that denies requests without TLS."""
+    """Every queue is named by a queue policy whose statement denies every SQS action on it
+    without TLS; queue policies grant nothing (the bridge's access is its IAM policy)."""
+    problems = []
     covered = set()
-    for resource in resources.values():
+    for name, resource in resources.items():
         if resource.get("Type") != "AWS::SQS::QueuePolicy":
             continue
         properties = resource.get("Properties") or {}
-        statements = as_list((properties.get("PolicyDocument") or {}).get("Statement") or [])
-        denies = any(
-            isinstance(st, dict)
-            and st.get("Effect") == "Deny"
-            and st.get("Principal") == "*"
-            and (st.get("Condition") or {}).get("Bool", {}).get("aws:SecureTransport") in ("false", False)
-            for st in statements
-        )
-        if denies:
-            covered |= {q["Ref"] for q in as_list(properties.get("Queues") or []) if isinstance(q, dict) and "Ref" in q}
-    return [
-        f"{name}: no queue policy denies requests without TLS (aws:SecureTransport false)"
+        queues = {q["Ref"] for q in as_list(properties.get("Queues") or [])
+                  if isinstance(q, dict) and "Ref" in q}
+        for i, st in enumerate(as_list((properties.get("PolicyDocument") or {}).get("Statement") or [])):
+            if not isinstance(st, dict) or st.get("Effect") != "Deny":
+                problems.append(f"{name}.Statement[{i}]: a queue policy may only deny")
+                continue
+            insecure = (st.get("Condition") or {}).get("Bool", {}).get("aws:SecureTransport")
+            if st.get("Principal") != "*" or insecure not in ("false", False):
+                continue
+            if as_list(st.get("Action", [])) != ["sqs:*"]:
+                problems.append(f"{name}.Statement[{i}]: the TLS deny must cover sqs:*")
+                continue
+            arns = {r["Fn::GetAtt"][0] for r in as_list(st.get("Resource", []))
+                    if isinstance(r, dict) and "Fn::GetAtt" in r and r["Fn::GetAtt"][1:] == ["Arn"]}
+            covered |= queues & arns
+    problems += [
+        f"{name}: no queue policy denies every SQS action on it without TLS (aws:SecureTransport false)"
         for name, resource in resources.items()
         if resource.get("Type") == "AWS::SQS::Queue" and name not in covered
     ]
+    return problems
 
 
 def main(argv):
