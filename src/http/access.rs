@@ -37,7 +37,7 @@ impl SourcePolicy {
     /// to its left was written by the client or its proxies (`unknown`, a port), can't be
     /// trusted anyway, and must not get a genuine sender refused.
     pub fn client_ip(&self, peer: IpAddr, headers: &HeaderMap) -> Result<IpAddr, AccessError> {
-        if !contains(&self.trusted_proxies, peer) {
+        if !self.is_trusted_proxy(Some(peer)) {
             return Ok(peer);
         }
         let mut hops = Vec::new();

@@ -87,10 +87,10 @@ impl Finished<'_> {
     /// The metrics and the one log line. An accepted event's keys are SQS's answer; a
     /// refused one's are what it would have been sent with, where known.
     pub fn record(self) {
-        let (outcome, level, message) = match self.result {
-            Ok(_) => ("accepted", Level::Info, "webhook accepted"),
-            Err(error) => {
-                let row = error.row();
+        let row = self.result.as_ref().err().map(WebhookError::row);
+        let (outcome, level, message) = match &row {
+            None => ("accepted", Level::Info, "webhook accepted"),
+            Some(row) => {
                 let message = match row.level {
                     Level::Warn => "webhook not accepted",
                     Level::Info => "webhook rejected",
@@ -116,10 +116,8 @@ impl Finished<'_> {
                 None,
             ),
         };
-        let (error, cause) = match self.result {
-            Ok(_) => (None, None),
-            Err(e) => (Some(e.code()), Some(e.to_string())),
-        };
+        let error = row.as_ref().map(|row| row.code);
+        let cause = self.result.as_ref().err().map(ToString::to_string);
         at_level!(
             level,
             request_id = self.request_id,

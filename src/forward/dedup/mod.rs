@@ -116,15 +116,8 @@ impl Deduplicator {
     }
 
     /// The id the rules give, before any conflict with another event's.
+    /// (An event given a replacement before gets it again from [`Self::claim`].)
     fn candidate(&self, key: &Identity, event: &ParsedEvent, body: &[u8]) -> DeduplicationId {
-        if self.mode == DedupMode::Timestamp {
-            // An event given an id here before (a replacement included) keeps it.
-            let mut state = self.lock();
-            state.expire(Instant::now());
-            if let Some(&ms) = state.by_identity.get(key) {
-                return DeduplicationId::from_unix_millis(ms);
-            }
-        }
         if let Some(own) = &event.deduplication_id {
             if self.mode == DedupMode::Timestamp
                 && let Some(ms) = own.unix_millis()
