@@ -9,6 +9,8 @@
 //! - `sqs`: the SQS side: client, the two send calls, group-commit batching behind the
 //!   `SendBatch` seam, error classification, readiness, size limits, and `wire` (what
 //!   the bridge writes itself instead of the SDK: request bodies, the payload hash).
+//! - `spool`: the durable spool (`BRIDGE_SPOOL_DIR`) for events SQS can't take: the gate
+//!   that keeps each group's order, the writer (group commit to disk), the drainer.
 //! - [`config`]: settings, layered and validated once; [`startup`]: building and running
 //!   the server, and the drain on shutdown; [`telemetry`]: logs and metrics.
 //! - [`cli`]: the command line and its tools (`send-test-event`, `check-config`,
@@ -18,6 +20,7 @@ pub mod cli;
 pub mod config;
 mod forward;
 pub mod http;
+mod spool;
 mod sqs;
 pub mod startup;
 pub mod telemetry;

@@ -16,6 +16,7 @@ use crate::forward::dedup::{Deduplicator, SQS_DEDUP_WINDOW};
 use crate::forward::keys::MessageGroupId;
 use crate::http::admission::BodyLimits;
 use crate::http::{self, Admission, AppState};
+use crate::spool::Spool;
 use crate::sqs::{Batcher, QueueLimits, ReadinessCache, Sender, SqsQueue};
 
 /// Why the server could not start.
@@ -34,6 +35,9 @@ pub enum StartupError {
     /// The TLS files can't be used: a configuration error, named as one.
     #[error(transparent)]
     Tls(#[from] ConfigError),
+    /// `BRIDGE_SPOOL_DIR` can't be used: also a configuration error.
+    #[error(transparent)]
+    Spool(#[from] crate::spool::OpenError),
 }
 
 /// The server's TLS configuration from the files configuration names, if any.
@@ -120,6 +124,17 @@ impl Application {
             config.ready_cache,
             Arc::clone(&limits),
         ));
+        // Before the spool's recovery, which counts what it finds.
+        crate::telemetry::prometheus();
+        let spool = config
+            .spool
+            .as_ref()
+            .map(|settings| {
+                let spool = Spool::open(settings)?;
+                spool.start_draining(queue.clone(), Arc::clone(&limits), config.forward_timeout);
+                Ok::<_, StartupError>(spool)
+            })
+            .transpose()?;
         let template = AppState {
             authenticator: Authenticator::new(
                 &config.shared_secrets,
@@ -154,6 +169,7 @@ impl Application {
             draining: Arc::new(AtomicBool::new(false)),
             warnings: Arc::new(config.warnings()),
             sources: config.sources.clone(),
+            spool,
         };
         let shared = web::Data::new(template.clone());
         let path = config.path.clone();
@@ -248,7 +264,8 @@ impl Application {
     ///
     /// On a signal: stop accepting connections, answer new webhooks on open connections
     /// with `503`, wait up to `BRIDGE_SHUTDOWN_TIMEOUT_S` for every in-flight forward to
-    /// finish (each is answered honestly), then stop.
+    /// finish (each is answered honestly), then stop. With the spool, forwards still
+    /// waiting for SQS halfway through that time are spooled and answered `200`.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let handle = self.server.handle();
         let state = self.state;
@@ -258,6 +275,15 @@ impl Application {
             tracing::info!("shutdown signal received: finishing in-flight forwards");
             state.draining.store(true, Ordering::SeqCst);
             handle.pause().await;
+            if let Some(spool) = state.spool.clone() {
+                // Half the time for forwards to end on their own (SQS may be fine); then
+                // whatever is still waiting for SQS goes into the spool, for the next
+                // process to drain.
+                tokio::spawn(async move {
+                    tokio::time::sleep(timeout / 2).await;
+                    spool.take_over();
+                });
+            }
             let all = state.admission.all_answered();
             match tokio::time::timeout(timeout, all).await {
                 Ok(()) => tracing::info!("every in-flight forward has been answered"),

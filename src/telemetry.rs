@@ -156,6 +156,17 @@ pub mod metric {
     /// Events whose deduplication id another event held: given one of their own.
     pub const DEDUP_CONFLICTS: &str = "bridge_dedup_conflicts_total";
     pub const BUILD_INFO: &str = "bridge_build_info";
+    /// The spool (`BRIDGE_SPOOL_DIR`): what waits in it, sampled when `/metrics` is read.
+    pub const SPOOL_EVENTS: &str = "bridge_spool_events";
+    pub const SPOOL_BYTES: &str = "bridge_spool_bytes";
+    pub const SPOOL_OLDEST_AGE: &str = "bridge_spool_oldest_event_age_seconds";
+    /// Events answered `200` `"spooled"`, and events the drainer put into SQS.
+    pub const SPOOLED_EVENTS: &str = "bridge_spooled_events_total";
+    pub const SPOOL_DRAINED_EVENTS: &str = "bridge_spool_drained_events_total";
+    /// Damaged records found in the spool, kept in its quarantine folder.
+    pub const SPOOL_CORRUPT_RECORDS: &str = "bridge_spool_corrupt_records_total";
+    /// Spooled events SQS refused for good, kept in the quarantine folder.
+    pub const SPOOL_REFUSED_EVENTS: &str = "bridge_spool_refused_events_total";
 }
 
 static PROMETHEUS: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> =

@@ -80,6 +80,7 @@ pub async fn check_config(config: &Config) -> Report {
     } else {
         report.ok(format!("allowed sources: {:?}", config.sources.allowed));
     }
+    check_spool(config, &mut report);
 
     report.text.push_str("queue\n");
     let queue = SqsQueue::from_env(config.queue_url.clone(), config.forward_timeout).await;
@@ -116,6 +117,37 @@ pub async fn check_config(config: &Config) -> Report {
     }
     check_queue_details(&queue, &mut report).await;
     report
+}
+
+/// The spool directory, when set: it must take a file and sync it, as `serve` will.
+fn check_spool(config: &Config, report: &mut Report) {
+    let Some(spool) = &config.spool else {
+        report.ok("no spool (BRIDGE_SPOOL_DIR not set): events SQS can't take get 503");
+        return;
+    };
+    let dir = spool.dir.display();
+    match crate::spool::probe(&spool.dir) {
+        Ok(()) => report.ok(format!(
+            "spool {dir}: writable and syncs; holds at most {} bytes",
+            spool.max_bytes
+        )),
+        Err(e) => {
+            report.fail(format!(
+                "BRIDGE_SPOOL_DIR: can't write and sync a file in {dir}: {e}"
+            ));
+            return;
+        }
+    }
+    match crate::spool::status::read(&spool.dir) {
+        Ok(status) if status.events > 0 => report.warn(format!(
+            "spool {dir}: {} events are waiting for SQS (`spool status` shows them)",
+            status.events
+        )),
+        Ok(_) => {}
+        Err(e) => report.fail(format!(
+            "BRIDGE_SPOOL_DIR: can't read the spool in {dir}: {e}"
+        )),
+    }
 }
 
 async fn check_queue_details(queue: &SqsQueue, report: &mut Report) {

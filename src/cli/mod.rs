@@ -95,6 +95,27 @@ enum Command {
         #[arg(long, default_value_t = 2000, value_name = "MS")]
         timeout_ms: u64,
     },
+    /// Look at a spool directory (BRIDGE_SPOOL_DIR), a running bridge's or one a stopped
+    /// process left: events waiting, bytes, the oldest one's age, per part and per group.
+    ///
+    /// Example: webhook-sqs-bridge spool status --dir /var/spool/bridge
+    Spool {
+        #[command(subcommand)]
+        command: SpoolCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SpoolCommand {
+    /// Print what the spool holds; changes nothing and takes no lock.
+    Status {
+        /// The spool directory.
+        #[arg(long, env = "BRIDGE_SPOOL_DIR", value_name = "DIR")]
+        dir: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Runs the command line and turns failures into an exit code: 2 for configuration
@@ -168,6 +189,25 @@ pub fn main() -> ExitCode {
                 Err(code) => code,
             }
         }
+        Command::Spool {
+            command: SpoolCommand::Status { dir, json },
+        } => match crate::spool::status::read(&dir) {
+            Ok(status) if json => {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&status).unwrap_or_default()
+                );
+                ExitCode::SUCCESS
+            }
+            Ok(status) => {
+                print!("{status}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: can't read the spool in {}: {e}", dir.display());
+                ExitCode::FAILURE
+            }
+        },
         Command::Sign { secret, file } => match sign(&secret, file) {
             Ok(signature) => {
                 println!("{signature}");
@@ -197,6 +237,11 @@ fn serve(config_file: Option<&std::path::Path>) -> ExitCode {
         Err(e) => match e.downcast_ref::<StartupError>() {
             Some(StartupError::Tls(e)) => {
                 eprintln!("configuration error: {e}");
+                ExitCode::from(2)
+            }
+            Some(StartupError::Spool(e)) => {
+                eprintln!("configuration error: {e}");
+                tracing::error!(error = %e, "the spool directory can't be used");
                 ExitCode::from(2)
             }
             _ => {

@@ -27,6 +27,7 @@ use secrecy::SecretString;
 use crate::forward::dedup::DedupMode;
 use crate::forward::keys::EventSetupId;
 use crate::http::access::SourcePolicy;
+pub use crate::spool::SpoolSettings;
 
 use settings::Settings;
 
@@ -58,6 +59,9 @@ pub const SETTINGS: &[&str] = &[
     "BRIDGE_TLS_CERT",
     "BRIDGE_TLS_KEY",
     "BRIDGE_TLS_RELOAD_S",
+    "BRIDGE_SPOOL_DIR",
+    "BRIDGE_SPOOL_MAX_BYTES",
+    "BRIDGE_SPOOL_ADOPT_INTERVAL_S",
 ];
 
 /// A setting that can't be used, and why. The value itself is never shown: it may be a
@@ -143,6 +147,8 @@ pub struct Config {
     pub sources: SourcePolicy,
     /// Native HTTPS; `None` serves plain HTTP (behind a TLS-terminating load balancer).
     pub tls: Option<TlsFiles>,
+    /// The durable spool for events SQS can't take; `None`: such events get `503`.
+    pub spool: Option<SpoolSettings>,
     /// `BRIDGE_ALLOWED_SOURCES` was given but blank, so every source is allowed: worth a
     /// warning, as it usually means a value that failed to arrive.
     allowed_sources_blank: bool,
@@ -175,6 +181,7 @@ impl fmt::Debug for Config {
             .field("metrics_listen", &self.metrics_listen)
             .field("sources", &self.sources)
             .field("tls", &self.tls)
+            .field("spool", &self.spool)
             .field("allowed_sources_blank", &self.allowed_sources_blank)
             .finish()
     }

@@ -111,6 +111,12 @@ pub(super) struct Settings {
     pub tls_key: Option<Scalar>,
     /// How often (at most) the TLS files are looked at again.
     pub tls_reload_s: Scalar,
+    /// Keep events SQS can't take on disk here; unset: they get `503`.
+    pub spool_dir: Option<Scalar>,
+    /// Most bytes the spool holds.
+    pub spool_max_bytes: Scalar,
+    /// How often parts of processes that are gone are looked for.
+    pub spool_adopt_interval_s: Scalar,
 }
 
 impl Default for Settings {
@@ -145,6 +151,9 @@ impl Default for Settings {
             tls_cert: None,
             tls_key: None,
             tls_reload_s: 60.into(),
+            spool_dir: None,
+            spool_max_bytes: (1u64 << 30).into(),
+            spool_adopt_interval_s: 10.into(),
         }
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret as _, SecretString};
 
 use super::settings::{Layered, List};
-use super::{Config, ConfigError, Listener, LogFormat, TlsFiles};
+use super::{Config, ConfigError, Listener, LogFormat, SpoolSettings, TlsFiles};
 use crate::forward::keys::EventSetupId;
 use crate::http::access::{self, SourcePolicy};
 use crate::http::unverified_share;
@@ -189,6 +189,8 @@ pub(super) fn config(layers: &Layered) -> Result<Config, ConfigError> {
         }
     };
 
+    let spool = spool(layers, max_body_bytes)?;
+
     // Given, but blank: counts as unset, with a warning.
     let allowed_sources_blank = layers.settings.allowed_sources.is_some()
         && layers
@@ -219,8 +221,48 @@ pub(super) fn config(layers: &Layered) -> Result<Config, ConfigError> {
         metrics_listen,
         sources,
         tls,
+        spool,
         allowed_sources_blank,
     })
+}
+
+/// The spool's settings, when `BRIDGE_SPOOL_DIR` is set: the directory itself is checked
+/// when the bridge starts (and by `check-config`), not here.
+fn spool(layers: &Layered, max_body_bytes: usize) -> Result<Option<SpoolSettings>, ConfigError> {
+    let Some((dir, source)) = layers.given("BRIDGE_SPOOL_DIR", |s| s.spool_dir.as_ref()) else {
+        return Ok(None);
+    };
+    if !std::path::Path::new(&dir).is_absolute() {
+        return Err(ConfigError::new(
+            source,
+            format!("must be an absolute path, got `{dir}`"),
+        ));
+    }
+    let max = layers.or_default("BRIDGE_SPOOL_MAX_BYTES", |s| &s.spool_max_bytes);
+    let max_bytes = number(&max, 1, 1 << 40)? as u64;
+    // Room for one event of the largest size the bridge accepts, with its keys.
+    let least = u64::try_from(max_body_bytes).unwrap_or(u64::MAX) + 4096;
+    if max_bytes < least {
+        return Err(ConfigError::new(
+            max.1,
+            format!(
+                "{max_bytes} is too small to hold one event of BRIDGE_MAX_BODY_BYTES \
+                 ({max_body_bytes}); use at least {least}"
+            ),
+        ));
+    }
+    let adopt_interval = Duration::from_secs(number(
+        &layers.or_default("BRIDGE_SPOOL_ADOPT_INTERVAL_S", |s| {
+            &s.spool_adopt_interval_s
+        }),
+        1,
+        60,
+    )? as u64);
+    Ok(Some(SpoolSettings {
+        dir: dir.into(),
+        max_bytes,
+        adopt_interval,
+    }))
 }
 
 /// Only the listener settings: nothing else is checked (see [`Listener`]).

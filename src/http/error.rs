@@ -51,6 +51,31 @@ pub enum WebhookError {
     QueueTooSmall { size: usize, max: usize },
     #[error(transparent)]
     Queue(#[from] SendError),
+    /// SQS did not take it and the spool can't either: never `200` without a durable copy.
+    #[error("the event could not be queued, and the bridge's spool is full; retry later")]
+    SpoolFull,
+    #[error(
+        "the event could not be queued, and the bridge's spool can't write to disk; retry later"
+    )]
+    SpoolFailed,
+}
+
+impl From<crate::spool::SpoolError> for WebhookError {
+    fn from(error: crate::spool::SpoolError) -> Self {
+        match error {
+            crate::spool::SpoolError::Full { .. } => Self::SpoolFull,
+            crate::spool::SpoolError::Disk(_) => Self::SpoolFailed,
+        }
+    }
+}
+
+impl From<crate::spool::Undelivered> for WebhookError {
+    fn from(error: crate::spool::Undelivered) -> Self {
+        match error {
+            crate::spool::Undelivered::Refused(e) => Self::Queue(e),
+            crate::spool::Undelivered::Spool(e) => e.into(),
+        }
+    }
 }
 
 /// What one kind of refusal gets.
@@ -103,6 +128,8 @@ impl WebhookError {
             Self::Queue(e @ SendError::Invalid { .. }) =>
                                               (e.code(),                 (S::BAD_REQUEST, "rejected", None, WARN)),
             Self::Queue(e) =>                 (e.code(),                 (S::SERVICE_UNAVAILABLE, "unavailable", Some(5), WARN)),
+            Self::SpoolFull =>                ("spool_full",             (S::SERVICE_UNAVAILABLE, "unavailable", Some(5), WARN)),
+            Self::SpoolFailed =>              ("spool_unavailable",      (S::SERVICE_UNAVAILABLE, "unavailable", Some(5), WARN)),
         };
         Row {
             status,
@@ -170,7 +197,9 @@ mod tests {
     /// without `Retry-After`; the bridge's or SQS's trouble is a `503` with one.
     #[test]
     fn each_refusal_gets_its_status_code_and_retry() {
-        let cases: [(WebhookError, u16, &str, Option<u32>); 8] = [
+        let cases: [(WebhookError, u16, &str, Option<u32>); 10] = [
+            (WebhookError::SpoolFull, 503, "spool_full", Some(5)),
+            (WebhookError::SpoolFailed, 503, "spool_unavailable", Some(5)),
             (WebhookError::TooLarge(10), 413, "too_large", None),
             (WebhookError::NoGroup, 400, "missing_group_id", None),
             (WebhookError::BufferFull, 503, "overloaded", Some(1)),

@@ -18,14 +18,17 @@ use super::error::WebhookError;
 use super::request_log::{EventLog, Finished, request_id};
 use crate::forward::Event;
 use crate::forward::auth::{Pending, Presented};
+use crate::spool::Delivery;
 use crate::sqs::Readiness;
 use crate::telemetry::metric;
 
-/// The `200` answer: what SQS accepted, and under which keys.
+/// The `200` answer: what SQS accepted (`"accepted"`, with SQS's message id), or what
+/// the spool holds for SQS (`"spooled"`), and under which keys.
 #[derive(Debug, Serialize)]
 pub struct Accepted {
     pub status: &'static str,
-    pub message_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
     pub sequence_number: Option<String>,
     pub group_id: String,
     pub deduplication_id: String,
@@ -112,14 +115,18 @@ async fn forward(
     // A queue made to take less than the bridge accepts: the deployment's to fix, so
     // `503` (the vendor retries) without a call SQS would refuse.
     let size = crate::sqs::limits::message_bytes(&event.body, &attributes);
+    let mut too_small = None;
     if size > state.readiness.limits().max_message_bytes() {
         // It may have been raised since the last check, which only `/readyz` prompts:
         // look again (a cached answer, one check at a time).
         state.readiness.get().await;
         let max = state.readiness.limits().max_message_bytes();
         if size > max {
-            return Err(WebhookError::QueueTooSmall { size, max });
+            too_small = Some(max);
         }
+    }
+    if let (Some(max), None) = (too_small, &state.spool) {
+        return Err(WebhookError::QueueTooSmall { size, max });
     }
     let message = state.pipeline.message(event, group_id, attributes);
     let group_id = message.group_id.as_str().to_owned();
@@ -127,13 +134,27 @@ async fn forward(
     log.group_id = Some(group_id.clone());
     log.deduplication_id = Some(deduplication_id.clone());
 
-    let receipt = state.sender.send(message).await?;
-    Ok(Accepted {
-        status: "accepted",
-        message_id: receipt.message_id,
-        sequence_number: receipt.sequence_number,
-        group_id,
-        deduplication_id,
+    let delivery = match &state.spool {
+        None => Delivery::Queued(state.sender.send(message).await?),
+        // Too large for the queue as it is now: kept until the queue is raised.
+        Some(spool) if too_small.is_some() => spool.spool(message).await?,
+        Some(spool) => spool.forward(&state.sender, message).await?,
+    };
+    Ok(match delivery {
+        Delivery::Queued(receipt) => Accepted {
+            status: "accepted",
+            message_id: Some(receipt.message_id),
+            sequence_number: receipt.sequence_number,
+            group_id,
+            deduplication_id,
+        },
+        Delivery::Spooled => Accepted {
+            status: "spooled",
+            message_id: None,
+            sequence_number: None,
+            group_id,
+            deduplication_id,
+        },
     })
 }
 
@@ -186,6 +207,28 @@ async fn readiness(state: &AppState, details: bool) -> HttpResponse {
             )
         }
     };
+    if let Some(spool) = &state.spool {
+        let backlog = spool.backlog();
+        if backlog.full || backlog.failing.is_some() {
+            // Events SQS can't take would get 503 here: let the load balancer try
+            // another task.
+            response = HttpResponse::ServiceUnavailable();
+            response.insert_header((header::RETRY_AFTER, "5"));
+            let reason = if backlog.full {
+                "spool_full"
+            } else {
+                "spool_failing"
+            };
+            body = serde_json::json!({ "status": "not_ready", "reason": reason, "sqs": body });
+        } else if body["status"] != "ready" {
+            // SQS is out, but every event still gets a durable copy: stay in service, so
+            // the task (and the disk holding the spool) is not replaced.
+            response = HttpResponse::Ok();
+            body = serde_json::json!({ "status": "ready", "sqs": body });
+        }
+        body["spooling"] = serde_json::json!(backlog.spooling);
+        body["spool"] = serde_json::json!(backlog);
+    }
     if details {
         body["warnings"] = serde_json::json!(state.warnings.as_slice());
     } else {
@@ -216,6 +259,12 @@ pub async fn metrics_private(state: web::Data<AppState>) -> HttpResponse {
         metrics::gauge!(metric::MAX_BUFFERED_BODY_BYTES).set(max_buffered as f64);
         metrics::gauge!(metric::DEDUP_REMEMBERED)
             .set(state.pipeline.deduplicator.remembered() as f64);
+        if let Some(spool) = &state.spool {
+            let backlog = spool.backlog();
+            metrics::gauge!(metric::SPOOL_EVENTS).set(backlog.events as f64);
+            metrics::gauge!(metric::SPOOL_BYTES).set(backlog.bytes as f64);
+            metrics::gauge!(metric::SPOOL_OLDEST_AGE).set(backlog.oldest_event_age_seconds);
+        }
     }
     let handle = crate::telemetry::prometheus();
     handle.run_upkeep();

@@ -26,6 +26,7 @@ pub use handlers::{Accepted, metrics_private, readyz_private};
 
 use crate::forward::Pipeline;
 use crate::forward::auth::Authenticator;
+use crate::spool::Spool;
 use crate::sqs::{ReadinessCache, Sender};
 use access::SourcePolicy;
 
@@ -46,6 +47,8 @@ pub struct AppState {
     /// The last `/readyz` answer, reused for `BRIDGE_READY_CACHE_MS`, and the queue's
     /// limits it read.
     pub readiness: Arc<ReadinessCache>,
+    /// The durable spool, when `BRIDGE_SPOOL_DIR` is set.
+    pub spool: Option<Spool>,
 }
 
 /// Registers the routes; the webhook at `path`, and `/metrics` unless it has a listener

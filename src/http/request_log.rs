@@ -89,6 +89,9 @@ impl Finished<'_> {
     pub fn record(self) {
         let row = self.result.as_ref().err().map(WebhookError::row);
         let (outcome, level, message) = match &row {
+            None if matches!(self.result, Ok(a) if a.status == "spooled") => {
+                ("spooled", Level::Info, "webhook spooled")
+            }
             None => ("accepted", Level::Info, "webhook accepted"),
             Some(row) => {
                 let message = match row.level {
@@ -108,7 +111,7 @@ impl Finished<'_> {
             Ok(accepted) => (
                 Some(accepted.group_id.as_str()),
                 Some(accepted.deduplication_id.as_str()),
-                Some(accepted.message_id.as_str()),
+                accepted.message_id.as_deref(),
             ),
             Err(_) => (
                 log.group_id.as_deref(),

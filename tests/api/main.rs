@@ -13,4 +13,5 @@ mod health;
 mod helpers;
 mod observability;
 mod resilience;
+mod spool;
 mod validation;
