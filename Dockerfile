@@ -27,11 +27,15 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --system --gid 10001 bridge \
-    && useradd --system --uid 10001 --gid bridge --no-create-home --shell /usr/sbin/nologin bridge
+    && useradd --system --uid 10001 --gid bridge --no-create-home --shell /usr/sbin/nologin bridge \
+    && install -d -o 10001 -g 10001 -m 0750 /var/spool/webhook-sqs-bridge
 COPY --from=builder /out/webhook-sqs-bridge /usr/local/bin/webhook-sqs-bridge
 
 ENV BRIDGE_LISTEN=0.0.0.0:8080
 EXPOSE 8080
+# Where the spool goes when BRIDGE_SPOOL_DIR points here: a volume, so that events kept
+# during an SQS outage outlive the container (README, "Riding out SQS outages").
+VOLUME /var/spool/webhook-sqs-bridge
 # Numeric, so platforms that enforce "run as non-root" can verify it.
 USER 10001:10001
 # Liveness only: `healthcheck` asks /healthz on loopback, at the port and with the TLS

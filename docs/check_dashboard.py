@@ -28,6 +28,10 @@ COUNTERS = {
     "bridge_sqs_errors_total",
     "bridge_sqs_entry_retries_total",
     "bridge_dedup_conflicts_total",
+    "bridge_spooled_events_total",
+    "bridge_spool_drained_events_total",
+    "bridge_spool_corrupt_records_total",
+    "bridge_spool_refused_events_total",
 }
 GAUGES = {
     "bridge_forwards_in_flight",
@@ -37,6 +41,9 @@ GAUGES = {
     "bridge_ready",
     "bridge_dedup_remembered_events",
     "bridge_build_info",
+    "bridge_spool_events",
+    "bridge_spool_bytes",
+    "bridge_spool_oldest_event_age_seconds",
 }
 HISTOGRAMS = {
     "bridge_webhook_request_duration_seconds",
@@ -47,7 +54,7 @@ RATED = COUNTERS | {h + s for h in HISTOGRAMS for s in ("_bucket", "_sum", "_cou
 METRICS = RATED | GAUGES
 
 LABEL_VALUES = {
-    "outcome": {"accepted", "unauthorized", "forbidden", "invalid", "too_large", "timeout",
+    "outcome": {"accepted", "spooled", "unauthorized", "forbidden", "invalid", "too_large", "timeout",
                 "overloaded", "shutting_down", "rejected", "unavailable"},
     "reason": {"missing", "duplicate_header", "empty_header", "wrong_api_key", "wrong_signature",
                "raw_secret_refused"},
