@@ -99,7 +99,7 @@ impl Spool {
             dir: settings.dir.clone(),
             source,
         };
-        std::fs::create_dir_all(&settings.dir).map_err(fail)?;
+        part::create_private_dir(&settings.dir).map_err(fail)?;
         let own = part::Part::create(&settings.dir).map_err(fail)?;
         let own_path = own.path.clone();
         let (appends, receive) = std::sync::mpsc::channel();

@@ -13,8 +13,9 @@
 //! the lock of a part whose process is gone (the kernel released it) to drain it.
 
 use std::collections::HashSet;
-use std::fs::{self, File, OpenOptions, TryLockError};
+use std::fs::{self, DirBuilder, File, OpenOptions, TryLockError};
 use std::io::{self, Write as _};
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 
 use super::record::{self, Record, Scanned};
@@ -49,24 +50,39 @@ fn ack_path(part: &Path, number: u64) -> PathBuf {
     part.join(format!("{number:016}.ack"))
 }
 
-/// Makes sure `dir` exists, and that a file's creation in it is durable.
+/// Makes a file's creation (or removal) in `dir` durable.
 pub(super) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+/// Creates `dir` and its parents, readable by the bridge's user only: the files hold
+/// event bodies.
+pub(super) fn create_private_dir(dir: &Path) -> io::Result<()> {
+    DirBuilder::new().recursive(true).mode(0o700).create(dir)
+}
+
+/// Creates a new file readable by the bridge's user only.
+pub(super) fn create_private_file(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
 }
 
 impl Part {
     /// Creates this process's own part under `root`, and takes its lock.
     pub fn create(root: &Path) -> io::Result<Self> {
         let parts = parts_dir(root);
-        fs::create_dir_all(&parts)?;
-        fs::create_dir_all(quarantine_dir(root))?;
+        create_private_dir(&parts)?;
+        create_private_dir(&quarantine_dir(root))?;
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
         let id = format!("{nanos:x}-{}", std::process::id());
         let path = parts.join(&id);
-        fs::create_dir(&path)?;
-        let lock = File::create(path.join("lock"))?;
+        DirBuilder::new().mode(0o700).create(&path)?;
+        let lock = create_private_file(&path.join("lock"))?;
         match lock.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
@@ -229,7 +245,7 @@ fn quarantine(
     why: &str,
 ) -> io::Result<PathBuf> {
     let dir = quarantine_dir(root);
-    fs::create_dir_all(&dir)?;
+    create_private_dir(&dir)?;
     let path = dir.join(format!("{}-{number:016}-{offset}.{why}", part.id));
     let start = usize::try_from(offset)
         .unwrap_or(usize::MAX)
@@ -237,7 +253,12 @@ fn quarantine(
     let end = start
         .saturating_add(usize::try_from(len).unwrap_or(usize::MAX))
         .min(bytes.len());
-    let mut file = File::create(&path)?;
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)?;
     file.write_all(&bytes[start..end])?;
     file.sync_all()?;
     sync_dir(&dir)?;
@@ -255,9 +276,14 @@ pub(super) fn quarantine_record(
     why: &str,
 ) -> io::Result<PathBuf> {
     let dir = quarantine_dir(root);
-    fs::create_dir_all(&dir)?;
+    create_private_dir(&dir)?;
     let path = dir.join(format!("{part_id}-{number:016}-{offset}.{why}"));
-    let mut file = File::create(&path)?;
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)?;
     file.write_all(bytes)?;
     file.sync_all()?;
     sync_dir(&dir)?;
@@ -299,7 +325,11 @@ pub(super) fn read_acks(part: &Path, number: u64) -> io::Result<HashSet<u64>> {
 pub(super) fn write_acks(part: &Path, number: u64, offsets: &[u64]) -> io::Result<()> {
     let path = ack_path(part, number);
     let created = !path.exists();
-    let mut file = OpenOptions::new().create(true).append(true).open(&path)?;
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(&path)?;
     let mut entries = Vec::with_capacity(offsets.len() * ACK_BYTES);
     for offset in offsets {
         let bytes = offset.to_le_bytes();

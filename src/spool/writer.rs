@@ -6,7 +6,7 @@
 //! an error (never `200` without a durable copy), cuts the file back to where the round
 //! began and moves on to a new segment: after a failed sync the file's state is unknown.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Write as _};
 use std::path::PathBuf;
 use std::sync::mpsc::Receiver;
@@ -176,10 +176,7 @@ impl Writer {
     fn roll(&mut self) -> io::Result<()> {
         let number = self.next_number;
         let path = segment_path(&self.part, number);
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)?;
+        let file = super::part::create_private_file(&path)?;
         if let Err(e) = sync_dir(&self.part) {
             let _ = std::fs::remove_file(&path);
             return Err(e);
