@@ -39,8 +39,14 @@ pub fn read(root: &Path) -> io::Result<SpoolStatus> {
     let mut parts = Vec::new();
     let mut groups = BTreeMap::new();
     let parts_dir = part::parts_dir(root);
-    let mut dirs: Vec<_> = std::fs::read_dir(&parts_dir)?
-        .filter_map(Result::ok)
+    let entries = match std::fs::read_dir(&parts_dir) {
+        Ok(entries) => entries.filter_map(Result::ok).collect(),
+        // A directory no bridge has used yet.
+        Err(e) if e.kind() == io::ErrorKind::NotFound && root.is_dir() => Vec::new(),
+        Err(e) => return Err(e),
+    };
+    let mut dirs: Vec<_> = entries
+        .into_iter()
         .map(|e| e.path())
         .filter(|p| p.is_dir())
         .collect();

@@ -114,6 +114,31 @@ async fn check_config_reports_a_good_queue_and_fails_on_a_missing_one() {
     assert!(report.contains("allowed to send"), "{report}");
     assert!(!report.contains(API_KEY), "the report shows a credential");
 
+    // The spool directory: one that takes and syncs a file, then one that can't exist.
+    let spool = std::env::temp_dir().join(format!("check-spool-{}", uuid::Uuid::new_v4()));
+    let mut with_spool = bridge();
+    localstack_env(with_spool.arg("check-config"), &queue_url);
+    let out = with_spool
+        .env("BRIDGE_SPOOL_DIR", &spool)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{report}");
+    assert!(report.contains("writable and syncs"), "{report}");
+    std::fs::remove_dir_all(&spool).unwrap();
+    let file = std::env::temp_dir().join(format!("check-spool-{}", uuid::Uuid::new_v4()));
+    std::fs::write(&file, "a file, not a directory").unwrap();
+    let mut unusable = bridge();
+    localstack_env(unusable.arg("check-config"), &queue_url);
+    let out = unusable
+        .env("BRIDGE_SPOOL_DIR", file.join("spool"))
+        .output()
+        .unwrap();
+    std::fs::remove_file(&file).unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    assert!(report.contains("FAIL  BRIDGE_SPOOL_DIR"), "{report}");
+
     let missing = queue_url.replace("test-", "missing-");
     let mut bad = bridge();
     localstack_env(bad.arg("check-config"), &missing);
