@@ -209,7 +209,9 @@ async fn readiness(state: &AppState, details: bool) -> HttpResponse {
     };
     if let Some(spool) = &state.spool {
         let backlog = spool.backlog();
-        if backlog.full || backlog.failing.is_some() {
+        // A write that failed matters while events go into the spool; with SQS taking
+        // them and nothing waiting, it must not take the instance out of service.
+        if backlog.full || (backlog.failing.is_some() && backlog.spooling) {
             // Events SQS can't take would get 503 here: let the load balancer try
             // another task.
             response = HttpResponse::ServiceUnavailable();

@@ -78,22 +78,23 @@ pub(super) async fn run(drainer: Drainer) {
             let _ = tokio::time::timeout_at(next_adopt.into(), drainer.wake.notified()).await;
             continue;
         }
-        let loaded = match load(&drainer.state, batch).await {
-            Ok(loaded) => loaded,
-            Err(e) => {
-                tracing::error!(error = %e, "spool: can't read waiting records back; trying again");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-                continue;
-            }
-        };
+        let loaded = load(&drainer.state, batch).await;
+        if loaded.is_empty() {
+            // Nothing could be read (each group is held a while): don't spin.
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+            continue;
+        }
         let (intact, damaged): (Vec<_>, Vec<_>) =
             loaded.into_iter().partition(|l| l.message.is_some());
         let mut done = Vec::new();
         for record in damaged {
-            quarantine(&drainer.root, &record, "corrupt").await;
-            metrics::counter!(metric::SPOOL_CORRUPT_RECORDS).increment(1);
-            done.push(record);
+            if quarantine(&drainer.root, &record, "corrupt").await {
+                metrics::counter!(metric::SPOOL_CORRUPT_RECORDS).increment(1);
+                done.push(record);
+            } else {
+                hold(&drainer.state, &record.group);
+            }
         }
         if intact.is_empty() {
             finish(&drainer, done).await;
@@ -116,8 +117,11 @@ pub(super) async fn run(drainer: Drainer) {
                             done.push(record);
                         }
                         EntryResult::Failed(SendError::Invalid { code, .. }) => {
-                            refused(&drainer.root, &record, &code).await;
-                            done.push(record);
+                            if refused(&drainer.root, &record, &code).await {
+                                done.push(record);
+                            } else {
+                                hold(&drainer.state, &record.group);
+                            }
                         }
                         EntryResult::Retry { .. } | EntryResult::Failed(_) => {
                             drainer
@@ -139,11 +143,17 @@ pub(super) async fn run(drainer: Drainer) {
                 finish(&drainer, done).await;
             }
             Err(SendError::Invalid { code, .. }) if count == 1 => {
-                refused(&drainer.root, &intact[0], &code).await;
-                done.extend(intact);
+                if refused(&drainer.root, &intact[0], &code).await {
+                    done.extend(intact);
+                } else {
+                    hold(&drainer.state, &intact[0].group);
+                }
                 finish(&drainer, done).await;
             }
-            Err(SendError::Invalid { .. }) => alone_calls = count,
+            Err(SendError::Invalid { .. }) => {
+                alone_calls = count;
+                finish(&drainer, done).await;
+            }
             Err(error) => {
                 finish(&drainer, done).await;
                 tracing::warn!(error = %error, waiting = drainer.state.lock().expect("spool state").backlog().events,
@@ -156,8 +166,18 @@ pub(super) async fn run(drainer: Drainer) {
     }
 }
 
-/// Reads the batch's records from their segments.
-async fn load(state: &Arc<Mutex<State>>, batch: Vec<(Group, Entry)>) -> io::Result<Vec<Loaded>> {
+/// How long a group waits after one of its records could not be read or kept.
+const HOLD: Duration = Duration::from_secs(30);
+
+/// Leaves `group` alone for [`HOLD`]: its first record can't be handled now, and its
+/// later records must not go before it; other groups go on.
+fn hold(state: &Arc<Mutex<State>>, group: &str) {
+    state.lock().expect("spool state").hold(group, HOLD);
+}
+
+/// Reads the batch's records from their segments. A record that can't be read (an I/O
+/// error) holds its group and is left out; the others go on.
+async fn load(state: &Arc<Mutex<State>>, batch: Vec<(Group, Entry)>) -> Vec<Loaded> {
     let located: Vec<_> = {
         let state = state.lock().expect("spool state");
         batch
@@ -168,30 +188,48 @@ async fn load(state: &Arc<Mutex<State>>, batch: Vec<(Group, Entry)>) -> io::Resu
             })
             .collect()
     };
-    tokio::task::spawn_blocking(move || {
+    let groups: Vec<Group> = located.iter().map(|(g, ..)| Arc::clone(g)).collect();
+    let read = tokio::task::spawn_blocking(move || {
         let mut files: BTreeMap<PathBuf, std::fs::File> = BTreeMap::new();
         let mut loaded = Vec::with_capacity(located.len());
+        let mut unreadable = Vec::new();
         for (group, entry, part_path, part_id) in located {
             let path = part::segment_path(&part_path, entry.segment);
-            if !files.contains_key(&path) {
-                files.insert(path.clone(), std::fs::File::open(&path)?);
-            }
             let mut raw = vec![0; entry.len as usize];
-            files[&path].read_exact_at(&mut raw, entry.offset)?;
-            let message = record::read_one(&raw).map(|r| r.message);
-            loaded.push(Loaded {
-                group,
-                entry,
-                part_path,
-                part_id,
-                message,
-                raw,
-            });
+            let read = match files.entry(path.clone()) {
+                std::collections::btree_map::Entry::Occupied(file) => Ok(file.into_mut()),
+                std::collections::btree_map::Entry::Vacant(slot) => {
+                    std::fs::File::open(&path).map(|file| slot.insert(file))
+                }
+            }
+            .and_then(|file| file.read_exact_at(&mut raw, entry.offset));
+            match read {
+                Ok(()) => loaded.push(Loaded {
+                    message: record::read_one(&raw).map(|r| r.message),
+                    group,
+                    entry,
+                    part_path,
+                    part_id,
+                    raw,
+                }),
+                Err(e) => {
+                    tracing::error!(error = %e, segment = %path.display(), offset = entry.offset,
+                        "spool: can't read a waiting record back; its group waits and tries again");
+                    unreadable.push(group);
+                }
+            }
         }
-        Ok(loaded)
+        (loaded, unreadable)
     })
-    .await
-    .map_err(io::Error::other)?
+    .await;
+    let (loaded, unreadable) = read.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "spool: reading waiting records back stopped");
+        (Vec::new(), groups)
+    });
+    for group in unreadable {
+        hold(state, &group);
+    }
+    loaded
 }
 
 /// Writes down that the records left the spool, then forgets them, deleting segments
@@ -262,7 +300,9 @@ async fn finish(drainer: &Drainer, done: Vec<Loaded>) {
     .await;
 }
 
-async fn quarantine(root: &Path, record: &Loaded, why: &'static str) {
+/// Whether the record's bytes are now kept in the quarantine folder: only then may it
+/// leave the spool.
+async fn quarantine(root: &Path, record: &Loaded, why: &'static str) -> bool {
     let (root, id, segment, offset, raw) = (
         root.to_owned(),
         record.part_id.clone(),
@@ -277,20 +317,30 @@ async fn quarantine(root: &Path, record: &Loaded, why: &'static str) {
     .map_err(io::Error::other)
     .and_then(|r| r);
     match kept {
-        Ok(path) => tracing::error!(
-            part = %record.part_id, segment, offset, kept = %path.display(),
-            "spool: a waiting record no longer reads back intact; its bytes are kept in quarantine"
-        ),
-        Err(e) => tracing::error!(error = %e, part = %record.part_id, segment, offset,
-            "spool: a waiting record no longer reads back intact, and can't be copied to quarantine"),
+        Ok(path) => {
+            tracing::error!(
+                part = %record.part_id, segment, offset, why, kept = %path.display(),
+                "spool: a waiting record can't be sent; its bytes are kept in quarantine"
+            );
+            true
+        }
+        Err(e) => {
+            tracing::error!(error = %e, part = %record.part_id, segment, offset, why,
+                "spool: a waiting record can't be sent, nor copied to quarantine; it stays in the spool");
+            false
+        }
     }
 }
 
 /// SQS refuses the record for good: it is kept in quarantine, counted and logged.
-async fn refused(root: &Path, record: &Loaded, code: &str) {
-    metrics::counter!(metric::SPOOL_REFUSED_EVENTS).increment(1);
-    tracing::error!(code, group = %record.group, "spool: SQS refuses a spooled event for good; it is kept in quarantine");
-    quarantine(root, record, "refused").await;
+/// Whether it was kept (only then may it leave the spool).
+async fn refused(root: &Path, record: &Loaded, code: &str) -> bool {
+    tracing::error!(code, group = %record.group, "spool: SQS refuses a spooled event for good");
+    let kept = quarantine(root, record, "refused").await;
+    if kept {
+        metrics::counter!(metric::SPOOL_REFUSED_EVENTS).increment(1);
+    }
+    kept
 }
 
 /// Takes over every part under `root` whose process is gone, and puts its waiting
@@ -305,13 +355,32 @@ pub(super) fn adopt_all(root: &Path, state: &Arc<Mutex<State>>) -> io::Result<()
         .collect();
     for dir in std::fs::read_dir(part::parts_dir(root))? {
         let path = dir?.path();
+        // A part being created is named `.new-…` until its lock is held.
+        let hidden = path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with('.'));
+        if hidden {
+            if let Err(e) = part::remove_unfinished(&path) {
+                tracing::warn!(error = %e, part = %path.display(), "spool: can't remove an unfinished part");
+            }
+            continue;
+        }
         if !path.is_dir() || known.contains(&path) {
             continue;
         }
-        let Some(part) = Part::adopt(&path)? else {
-            continue;
-        };
-        adopt(root, part, state)?;
+        // A part that can't be taken or read now is left for the next scan; the others
+        // are not held up by it.
+        match Part::adopt(&path) {
+            Ok(Some(part)) => {
+                if let Err(e) = adopt(root, part, state) {
+                    tracing::error!(error = %e, part = %path.display(), "spool: can't recover a part left by a process that is gone; trying again at the next scan");
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(error = %e, part = %path.display(), "spool: can't take a part left by a process that is gone; trying again at the next scan");
+            }
+        }
     }
     Ok(())
 }

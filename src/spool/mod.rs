@@ -158,6 +158,12 @@ impl Spool {
             Route::Direct(message) => message,
         };
         let group = message.group_id.clone();
+        // Ends the direct send in the gate even if this future is dropped (the client
+        // went away): a send counted forever would hold the group's spooled events back.
+        let mut in_flight = DirectSend {
+            spool: self,
+            group: Some(group.as_str()),
+        };
         let mut stopping = self.inner.take_over.subscribe();
         let kept = message.clone();
         let sent = tokio::select! {
@@ -171,6 +177,7 @@ impl Spool {
                 Some(kept)
             }
         };
+        in_flight.group = None;
         let spooled = self.lock().direct_ended(group.as_str(), failed);
         match (sent, spooled) {
             (Ok(receipt), _) => Ok(Delivery::Queued(receipt)),
@@ -200,6 +207,20 @@ impl Spool {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.inner.state.lock().expect("spool state")
+    }
+}
+
+/// A direct send the gate counts; ended in the gate when dropped unanswered.
+struct DirectSend<'a> {
+    spool: &'a Spool,
+    group: Option<&'a str>,
+}
+
+impl Drop for DirectSend<'_> {
+    fn drop(&mut self) {
+        if let Some(group) = self.group {
+            self.spool.lock().direct_ended(group, None);
+        }
     }
 }
 

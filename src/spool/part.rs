@@ -80,9 +80,11 @@ impl Part {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
         let id = format!("{nanos:x}-{}", std::process::id());
-        let path = parts.join(&id);
-        DirBuilder::new().mode(0o700).create(&path)?;
-        let lock = create_private_file(&path.join("lock"))?;
+        // Made under a hidden name, which scans skip, and renamed once its lock is held:
+        // another process can never take a part that is being created.
+        let making = parts.join(format!(".new-{id}"));
+        DirBuilder::new().mode(0o700).create(&making)?;
+        let lock = create_private_file(&making.join("lock"))?;
         match lock.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
@@ -90,7 +92,9 @@ impl Part {
             }
             Err(TryLockError::Error(e)) => return Err(e),
         }
-        sync_dir(&path)?;
+        sync_dir(&making)?;
+        let path = parts.join(&id);
+        fs::rename(&making, &path)?;
         sync_dir(&parts)?;
         sync_dir(root)?;
         Ok(Self {
@@ -137,6 +141,23 @@ impl Part {
         }
         Ok(())
     }
+}
+
+/// Removes a part a process began to create and never finished (a crash between its
+/// creation and its rename): it holds no records. Left alone while younger than a
+/// minute, or while its creator holds its lock.
+pub(super) fn remove_unfinished(path: &Path) -> io::Result<()> {
+    let age = fs::metadata(path)?
+        .modified()?
+        .elapsed()
+        .unwrap_or_default();
+    if age < std::time::Duration::from_mins(1) {
+        return Ok(());
+    }
+    if let Some(part) = Part::adopt(path)? {
+        part.remove()?;
+    }
+    Ok(())
 }
 
 /// Whether a live process holds the part at `path` (for `spool status`).
@@ -189,6 +210,7 @@ pub(super) fn recover_segment(
     number: u64,
 ) -> io::Result<RecoveredSegment> {
     let bytes = fs::read(segment_path(&part.path, number))?;
+    repair_acks(&part.path, number)?;
     let acked = read_acks(&part.path, number)?;
     let mut waiting = Vec::new();
     for found in record::scan(&bytes) {
@@ -319,6 +341,24 @@ pub(super) fn read_acks(part: &Path, number: u64) -> io::Result<HashSet<u64>> {
                 .then(|| u64::from_le_bytes(offset.try_into().expect("8 bytes")))
         })
         .collect())
+}
+
+/// Cuts an unfinished acknowledgement (a crash mid-write) off the end of a segment's
+/// acknowledgement file, so that those appended after it are read at their place.
+fn repair_acks(part: &Path, number: u64) -> io::Result<()> {
+    let path = ack_path(part, number);
+    let file = match OpenOptions::new().write(true).open(&path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let len = file.metadata()?.len();
+    let whole = len - len % ACK_BYTES as u64;
+    if whole != len {
+        file.set_len(whole)?;
+        file.sync_all()?;
+    }
+    Ok(())
 }
 
 /// Records, durably, that SQS has the records at `offsets` of a segment.

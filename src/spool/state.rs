@@ -229,8 +229,9 @@ impl State {
     pub fn appended(&mut self, group: &str, entry: Entry) {
         let state = self.group_mut(group);
         state.reserved -= 1;
-        let at = state.queue.partition_point(|e| e.key <= entry.key);
-        state.queue.insert(at, entry);
+        // Behind everything the group has: the gate let it in in acknowledgement order
+        // (its key's clock may be behind an adopted part's).
+        state.queue.push_back(entry);
         self.events += 1;
         self.full = false;
         self.failing = None;
@@ -310,6 +311,13 @@ impl State {
             self.group_mut(&group).blocked_until = Some(now + std::time::Duration::from_secs(30));
         }
         batch
+    }
+
+    /// The group's first record can't be handled now: its group waits `for_a_while`.
+    pub fn hold(&mut self, group: &str, for_a_while: std::time::Duration) {
+        if let Some(state) = self.groups.get_mut(group) {
+            state.blocked_until = Some(Instant::now() + for_a_while);
+        }
     }
 
     /// SQS failed the group's first record: next time it goes alone.

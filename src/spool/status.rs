@@ -48,7 +48,13 @@ pub fn read(root: &Path) -> io::Result<SpoolStatus> {
     let mut dirs: Vec<_> = entries
         .into_iter()
         .map(|e| e.path())
-        .filter(|p| p.is_dir())
+        // `.new-…`: a part being created, holding nothing yet.
+        .filter(|p| {
+            p.is_dir()
+                && !p
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        })
         .collect();
     dirs.sort();
     for dir in dirs {

@@ -118,10 +118,7 @@ async fn check_config_reports_a_good_queue_and_fails_on_a_missing_one() {
     let spool = std::env::temp_dir().join(format!("check-spool-{}", uuid::Uuid::new_v4()));
     let mut with_spool = bridge();
     localstack_env(with_spool.arg("check-config"), &queue_url);
-    let out = with_spool
-        .env("BRIDGE_SPOOL_DIR", &spool)
-        .output()
-        .unwrap();
+    let out = with_spool.env("BRIDGE_SPOOL_DIR", &spool).output().unwrap();
     let report = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{report}");
     assert!(report.contains("writable and syncs"), "{report}");
