@@ -15,6 +15,7 @@ use crate::forward::auth::Authenticator;
 use crate::forward::dedup::{Deduplicator, SQS_DEDUP_WINDOW};
 use crate::forward::keys::MessageGroupId;
 use crate::http::admission::BodyLimits;
+use crate::http::connections::ConnectionGate;
 use crate::http::{self, Admission, AppState};
 use crate::spool::Spool;
 use crate::sqs::{Batcher, QueueLimits, ReadinessCache, Sender, SqsQueue};
@@ -87,9 +88,11 @@ pub struct Application {
 /// drops them (idle keep-alive connections would otherwise hold it for the full time).
 const FLUSH_SECONDS: u64 = 2;
 
-/// Open connections each worker accepts before it stops accepting more: a cap on what
-/// slow or idle clients can hold (actix's default is 25,000).
-const MAX_CONNECTIONS_PER_WORKER: usize = 4_096;
+/// Idle keep-alive: longer than common load balancers' 60 s idle timeout behind one (so
+/// they close first), short when clients connect directly and each idle connection is
+/// one of theirs held open.
+const KEEP_ALIVE_BEHIND_PROXY: Duration = Duration::from_secs(75);
+const KEEP_ALIVE_DIRECT: Duration = Duration::from_secs(15);
 
 impl Application {
     /// Builds the bridge against the SQS queue from configuration and the AWS chain.
@@ -170,11 +173,20 @@ impl Application {
             warnings: Arc::new(config.warnings()),
             sources: config.sources.clone(),
             spool,
+            connections: Arc::new(ConnectionGate::new(
+                config.sources.clone(),
+                config.max_connections_per_source,
+            )),
         };
         let shared = web::Data::new(template.clone());
         let path = config.path.clone();
         let metrics_here = config.metrics_listen.is_none();
-        crate::telemetry::prometheus();
+        let gate = Arc::clone(&template.connections);
+        let keep_alive = if config.sources.trusted_proxies.is_empty() {
+            KEEP_ALIVE_DIRECT
+        } else {
+            KEEP_ALIVE_BEHIND_PROXY
+        };
         let server = HttpServer::new(move || {
             let state = AppState {
                 sender: template.sender.for_worker(),
@@ -189,12 +201,14 @@ impl Application {
         // first; actix then only needs a moment to flush the last answers.
         .disable_signals()
         .shutdown_timeout(FLUSH_SECONDS)
-        // Request head must arrive within 5 s (slow-loris), idle keep-alive ends after 75 s
-        // (longer than common load balancers' 60 s idle timeout, so they close first).
+        // Request head must arrive within 5 s (slow-loris).
         .client_request_timeout(Duration::from_secs(5))
         .client_disconnect_timeout(Duration::from_secs(1))
-        .keep_alive(Duration::from_secs(75))
-        .max_connections(MAX_CONNECTIONS_PER_WORKER);
+        .keep_alive(keep_alive)
+        // BRIDGE_MAX_CONNECTIONS over the workers (actix counts per worker), and the cap
+        // per source and the allow-list as each connection is accepted.
+        .max_connections(config.max_connections.div_ceil(config.workers.max(1)))
+        .on_connect(move |io, extensions| gate.on_connect(io, extensions));
         let server = match tls {
             Some(tls) => server.listen_rustls_0_23(listener, Arc::unwrap_or_clone(tls)),
             None => server.listen(listener),

@@ -156,6 +156,10 @@ pub mod metric {
     /// Events whose deduplication id another event held: given one of their own.
     pub const DEDUP_CONFLICTS: &str = "bridge_dedup_conflicts_total";
     pub const BUILD_INFO: &str = "bridge_build_info";
+    /// Connections open, and connections closed as they were accepted, by `reason`
+    /// (`not_allowed`, `per_source_limit`).
+    pub const OPEN_CONNECTIONS: &str = "bridge_open_connections";
+    pub const CONNECTIONS_REFUSED: &str = "bridge_connections_refused_total";
     /// The spool (`BRIDGE_SPOOL_DIR`): what waits in it, sampled when `/metrics` is read.
     pub const SPOOL_EVENTS: &str = "bridge_spool_events";
     pub const SPOOL_BYTES: &str = "bridge_spool_bytes";

@@ -49,6 +49,8 @@ pub const SETTINGS: &[&str] = &[
     "BRIDGE_WORKERS",
     "BRIDGE_MAX_IN_FLIGHT",
     "BRIDGE_MAX_BUFFERED_BYTES",
+    "BRIDGE_MAX_CONNECTIONS",
+    "BRIDGE_MAX_CONNECTIONS_PER_SOURCE",
     "BRIDGE_BODY_READ_TIMEOUT_MS",
     "BRIDGE_READY_CACHE_MS",
     "BRIDGE_BATCH",
@@ -133,6 +135,11 @@ pub struct Config {
     /// Bytes of webhook bodies held at once (read, waiting for SQS); beyond, `503`: what
     /// bounds memory when large bodies arrive together.
     pub max_buffered_bytes: usize,
+    /// Open connections in all (split over the workers): each may hold up to 128 KiB of
+    /// unfinished request head, so this bounds that memory.
+    pub max_connections: usize,
+    /// Open connections one source address may hold (trusted proxies are not capped).
+    pub max_connections_per_source: u32,
     /// How long a client may take to send its body.
     pub body_read_timeout: Duration,
     /// How long one `/readyz` answer is reused, so probes can't drive SQS calls.
@@ -174,6 +181,11 @@ impl fmt::Debug for Config {
             .field("workers", &self.workers)
             .field("max_in_flight", &self.max_in_flight)
             .field("max_buffered_bytes", &self.max_buffered_bytes)
+            .field("max_connections", &self.max_connections)
+            .field(
+                "max_connections_per_source",
+                &self.max_connections_per_source,
+            )
             .field("body_read_timeout", &self.body_read_timeout)
             .field("ready_cache", &self.ready_cache)
             .field("batch", &self.batch)

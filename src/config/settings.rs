@@ -91,6 +91,10 @@ pub(super) struct Settings {
     pub max_in_flight: Scalar,
     /// Bytes of bodies held at once.
     pub max_buffered_bytes: Scalar,
+    /// Open connections in all.
+    pub max_connections: Scalar,
+    /// Open connections per source address.
+    pub max_connections_per_source: Scalar,
     /// Time a client gets to send its body.
     pub body_read_timeout_ms: Scalar,
     /// How long one `/readyz` answer is reused.
@@ -141,6 +145,8 @@ impl Default for Settings {
                 .into(),
             max_in_flight: 1024.into(),
             max_buffered_bytes: DEFAULT_MAX_BUFFERED_BYTES.into(),
+            max_connections: 2048.into(),
+            max_connections_per_source: 1024.into(),
             body_read_timeout_ms: 15_000.into(),
             ready_cache_ms: 1000.into(),
             batch: true.into(),

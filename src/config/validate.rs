@@ -114,6 +114,19 @@ pub(super) fn config(layers: &Layered) -> Result<Config, ConfigError> {
         1,
         1_000_000,
     )?;
+    let max_connections = number(
+        &layers.or_default("BRIDGE_MAX_CONNECTIONS", |s| &s.max_connections),
+        1,
+        1_000_000,
+    )?;
+    let max_connections_per_source = u32::try_from(number(
+        &layers.or_default("BRIDGE_MAX_CONNECTIONS_PER_SOURCE", |s| {
+            &s.max_connections_per_source
+        }),
+        1,
+        1_000_000,
+    )?)
+    .unwrap_or(u32::MAX);
     let buffered = layers.or_default("BRIDGE_MAX_BUFFERED_BYTES", |s| &s.max_buffered_bytes);
     // Tokio's semaphores hold at most `MAX_PERMITS` (2^61 on 64-bit, 2^29 on 32-bit).
     let max_permits = u64::try_from(tokio::sync::Semaphore::MAX_PERMITS).unwrap_or(u64::MAX);
@@ -214,6 +227,8 @@ pub(super) fn config(layers: &Layered) -> Result<Config, ConfigError> {
         workers,
         max_in_flight,
         max_buffered_bytes,
+        max_connections,
+        max_connections_per_source,
         body_read_timeout,
         ready_cache,
         batch,

@@ -66,6 +66,12 @@ impl SourcePolicy {
         peer.is_some_and(|peer| contains(&self.trusted_proxies, peer))
     }
 
+    /// Whether the allow-list lets `ip` in (every address when no list is set).
+    #[must_use]
+    pub fn allows(&self, ip: IpAddr) -> bool {
+        self.allowed.is_empty() || contains(&self.allowed, ip)
+    }
+
     /// Checks a request's source; returns the client address for the logs.
     pub fn check(
         &self,
@@ -81,7 +87,7 @@ impl SourcePolicy {
             };
         };
         let client = self.client_ip(peer, headers)?;
-        if self.allowed.is_empty() || contains(&self.allowed, client) {
+        if self.allows(client) {
             Ok(Some(client))
         } else {
             Err(AccessError::NotAllowed(client))

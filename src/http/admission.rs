@@ -12,9 +12,18 @@
 //! vendor's raw secret, an API key). This rule lives here; other places point to it.
 //! When no sender can be known from its headers (`BRIDGE_REQUIRE_HMAC` without API keys)
 //! the split would protect nobody and only halve capacity, so there is none.
+//!
+//! **Unverified bodies** are charged for the bytes that actually arrived, chunk by chunk
+//! (a declared length costs nothing until it is sent), must keep arriving (a chunk at
+//! least every [`UNVERIFIED_GAP`], at least [`MIN_UNVERIFIED_RATE`] on average after
+//! the first second), and one source address holds at most a quarter of the unverified
+//! slots and bytes ([`source_share`]): one address with made-up signatures can't hold
+//! the whole unverified half. A `503` names the budget that refused.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use actix_web::HttpRequest;
 use actix_web::http::header;
@@ -37,6 +46,77 @@ fn unverified_slots(slots: u32) -> usize {
     (slots as usize).div_ceil(2)
 }
 
+/// The part of the unverified slots or bytes one source address may hold: a quarter,
+/// rounded up.
+fn source_share(unverified: usize) -> usize {
+    unverified.div_ceil(4).max(1)
+}
+
+/// Longest pause between two chunks of an unverified body.
+pub const UNVERIFIED_GAP: Duration = Duration::from_secs(2);
+/// Slowest average an unverified body may arrive at, after its first second (bytes/s):
+/// far below any real sender's, far above a trickle meant to hold memory.
+pub const MIN_UNVERIFIED_RATE: usize = 16 * 1024;
+const UNVERIFIED_GRACE: Duration = Duration::from_secs(1);
+
+/// What each source holds of the unverified budgets: slots and bytes.
+struct SourceCharges {
+    held: Mutex<HashMap<IpAddr, (usize, usize)>>,
+    max_slots: usize,
+    max_bytes: usize,
+}
+
+/// One request's charge to its source; given back when dropped.
+struct SourceCharge {
+    charges: Arc<SourceCharges>,
+    source: IpAddr,
+    slots: usize,
+    bytes: usize,
+}
+
+impl SourceCharges {
+    fn charge(
+        self: &Arc<Self>,
+        charge: &mut Option<SourceCharge>,
+        source: IpAddr,
+        slots: usize,
+        bytes: usize,
+    ) -> Result<(), WebhookError> {
+        let mut held = self.held.lock().expect("source charges");
+        let entry = held.entry(source).or_insert((0, 0));
+        if entry.0 + slots > self.max_slots || entry.1 + bytes > self.max_bytes {
+            if *entry == (0, 0) {
+                held.remove(&source);
+            }
+            return Err(WebhookError::SourceShareFull);
+        }
+        entry.0 += slots;
+        entry.1 += bytes;
+        let charge = charge.get_or_insert_with(|| SourceCharge {
+            charges: Arc::clone(self),
+            source,
+            slots: 0,
+            bytes: 0,
+        });
+        charge.slots += slots;
+        charge.bytes += bytes;
+        Ok(())
+    }
+}
+
+impl Drop for SourceCharge {
+    fn drop(&mut self) {
+        let mut held = self.charges.held.lock().expect("source charges");
+        if let Some(entry) = held.get_mut(&self.source) {
+            entry.0 -= self.slots;
+            entry.1 -= self.bytes;
+            if *entry == (0, 0) {
+                held.remove(&self.source);
+            }
+        }
+    }
+}
+
 /// The budgets, shared by every worker.
 pub struct Admission {
     /// Forwards in flight.
@@ -51,6 +131,8 @@ pub struct Admission {
     unverified_bytes: Arc<Semaphore>,
     max_body_bytes: usize,
     body_read_timeout: Duration,
+    /// Each source's part of the unverified half.
+    sources: Arc<SourceCharges>,
 }
 
 /// Limits on one body, and whether the unverified half applies.
@@ -66,7 +148,21 @@ impl Admission {
     #[must_use]
     pub fn new(max_in_flight: usize, max_buffered_bytes: usize, body: BodyLimits) -> Self {
         let max_slots = u32::try_from(max_in_flight).unwrap_or(u32::MAX);
+        let (unverified_slot_count, unverified_byte_count) = if body.split_unverified {
+            (
+                unverified_slots(max_slots),
+                unverified_share(max_buffered_bytes),
+            )
+        } else {
+            (max_slots as usize, max_buffered_bytes)
+        };
         Self {
+            sources: Arc::new(SourceCharges {
+                held: Mutex::new(HashMap::new()),
+                max_slots: source_share(unverified_slot_count),
+                // Room for one largest body, whatever the split.
+                max_bytes: source_share(unverified_byte_count).max(body.max_body_bytes),
+            }),
             slots: Arc::new(Semaphore::new(max_slots as usize)),
             max_slots,
             unverified_slots: Arc::new(Semaphore::new(if body.split_unverified {
@@ -86,23 +182,31 @@ impl Admission {
         }
     }
 
-    /// A forwarding slot, and for a sender not yet known one of the unverified half.
-    pub fn admit(&self, verified: bool) -> Result<Slot, WebhookError> {
-        let take = |from: &Arc<Semaphore>| {
-            Arc::clone(from)
-                .try_acquire_owned()
-                .map_err(|_| WebhookError::Overloaded)
-        };
-        let held = take(&self.slots)?;
+    /// A forwarding slot, and for a sender not yet known one of the unverified half and
+    /// of its source's share of it.
+    pub fn admit(&self, verified: bool, source: Option<IpAddr>) -> Result<Slot, WebhookError> {
+        let held = Arc::clone(&self.slots)
+            .try_acquire_owned()
+            .map_err(|_| WebhookError::Overloaded)?;
         let unverified = if verified {
             None
         } else {
-            Some(take(&self.unverified_slots)?)
+            Some(
+                Arc::clone(&self.unverified_slots)
+                    .try_acquire_owned()
+                    .map_err(|_| WebhookError::UnverifiedFull)?,
+            )
         };
+        let mut charge = None;
+        if let (false, Some(source)) = (verified, source) {
+            self.sources.charge(&mut charge, source, 1, 0)?;
+        }
         Ok(Slot {
             _held: held,
             unverified,
             bytes: BodyBytes::default(),
+            source: if verified { None } else { source },
+            charge,
         })
     }
 
@@ -133,8 +237,9 @@ impl Admission {
     /// Reads the body within `BRIDGE_BODY_READ_TIMEOUT_MS`, enforcing
     /// `BRIDGE_MAX_BODY_BYTES` while reading (a declared oversized length is refused
     /// before any byte is read; a stream that grows past it is cut off) and taking byte
-    /// permits for the declared length up front, or for each chunk of a chunked body as
-    /// it arrives. The permits stay with `slot`.
+    /// permits: for a known sender, for the declared length up front (or per chunk of a
+    /// chunked body); for an unverified one, for each chunk as it arrives, which must
+    /// keep arriving ([the module's rule](self)). The permits stay with `slot`.
     pub async fn read_body(
         &self,
         req: &HttpRequest,
@@ -151,19 +256,40 @@ impl Admission {
             return Err(WebhookError::TooLarge(limit));
         }
         let unverified = slot.unverified.is_some();
-        self.cover(&mut slot.bytes, declared.unwrap_or(0), unverified)?;
+        if !unverified {
+            self.cover(slot, declared.unwrap_or(0))?;
+        }
+        let started = Instant::now();
         let read = async {
             // Not more than 64 KiB up front, whatever is declared: a sender that declares
             // 1 MiB and sends nothing holds no more than that.
+            let capacity = if unverified { 8 * 1024 } else { 64 * 1024 };
             let mut body =
-                BytesMut::with_capacity(declared.unwrap_or(8 * 1024).min(limit).min(64 * 1024));
-            while let Some(chunk) = payload.next().await {
+                BytesMut::with_capacity(declared.unwrap_or(8 * 1024).min(limit).min(capacity));
+            loop {
+                let next = if unverified {
+                    tokio::time::timeout(UNVERIFIED_GAP, payload.next())
+                        .await
+                        .map_err(|_| WebhookError::BodyTooSlow)?
+                } else {
+                    payload.next().await
+                };
+                let Some(chunk) = next else { break };
                 let chunk = chunk.map_err(|e| WebhookError::BodyRead(e.to_string()))?;
                 if body.len() + chunk.len() > limit {
                     return Err(WebhookError::TooLarge(limit));
                 }
-                self.cover(&mut slot.bytes, body.len() + chunk.len(), unverified)?;
+                self.cover(slot, body.len() + chunk.len())?;
                 body.extend_from_slice(&chunk);
+                let elapsed = started.elapsed();
+                if unverified
+                    && elapsed > UNVERIFIED_GRACE
+                    && declared.is_some_and(|d| body.len() < d)
+                    && (body.len() as u128) * 1000
+                        < (MIN_UNVERIFIED_RATE as u128) * elapsed.as_millis()
+                {
+                    return Err(WebhookError::BodyTooSlow);
+                }
             }
             Ok(body)
         };
@@ -172,14 +298,11 @@ impl Admission {
             .map_err(|_| WebhookError::BodyTimeout(timeout.as_millis()))?
     }
 
-    /// Takes byte permits until `total` bytes are covered, or refuses with `BufferFull`.
-    fn cover(
-        &self,
-        bytes: &mut BodyBytes,
-        total: usize,
-        unverified: bool,
-    ) -> Result<(), WebhookError> {
-        let taken = bytes
+    /// Takes byte permits until `total` bytes are covered, or refuses naming the budget:
+    /// the source's share, the unverified half, or the whole.
+    fn cover(&self, slot: &mut Slot, total: usize) -> Result<(), WebhookError> {
+        let taken = slot
+            .bytes
             .held
             .as_ref()
             .map_or(0, OwnedSemaphorePermit::num_permits);
@@ -188,18 +311,23 @@ impl Admission {
         };
         // Never more than the body limit (about 1 MiB), far below 4 GiB.
         let more32 = u32::try_from(more).map_err(|_| WebhookError::BufferFull)?;
-        let take = |from: &Arc<Semaphore>| {
+        let take = |from: &Arc<Semaphore>, full: WebhookError| {
             Arc::clone(from)
                 .try_acquire_many_owned(more32)
-                .map_err(|_| WebhookError::BufferFull)
+                .map_err(|_| full)
         };
-        let unverified = unverified
-            .then(|| take(&self.unverified_bytes))
+        let unverified = slot
+            .unverified
+            .is_some()
+            .then(|| take(&self.unverified_bytes, WebhookError::UnverifiedFull))
             .transpose()?;
-        let held = take(&self.bytes)?;
-        add(&mut bytes.held, held);
+        let held = take(&self.bytes, WebhookError::BufferFull)?;
+        if let (Some(_), Some(source)) = (&unverified, slot.source) {
+            self.sources.charge(&mut slot.charge, source, 0, more)?;
+        }
+        add(&mut slot.bytes.held, held);
         if let Some(permit) = unverified {
-            add(&mut bytes.unverified, permit);
+            add(&mut slot.bytes.unverified, permit);
         }
         Ok(())
     }
@@ -212,6 +340,10 @@ pub struct Slot {
     _held: OwnedSemaphorePermit,
     unverified: Option<OwnedSemaphorePermit>,
     bytes: BodyBytes,
+    /// The client's address, while its sender is not yet known.
+    source: Option<IpAddr>,
+    /// What it holds of its source's share of the unverified half.
+    charge: Option<SourceCharge>,
 }
 
 impl Slot {
@@ -219,6 +351,8 @@ impl Slot {
     pub fn verified(&mut self) {
         self.unverified = None;
         self.bytes.unverified = None;
+        self.source = None;
+        self.charge = None;
     }
 }
 
@@ -286,15 +420,59 @@ mod tests {
     #[test]
     fn unverified_senders_hold_half_the_slots_unless_no_sender_can_be_known() {
         let split = admission(true);
-        let _held: Vec<Slot> = (0..2).map(|_| split.admit(false).unwrap()).collect();
-        assert!(matches!(split.admit(false), Err(WebhookError::Overloaded)));
+        let _held: Vec<Slot> = (0..2).map(|_| split.admit(false, None).unwrap()).collect();
+        assert!(matches!(
+            split.admit(false, None),
+            Err(WebhookError::UnverifiedFull)
+        ));
         assert!(
-            split.admit(true).is_ok(),
+            split.admit(true, None).is_ok(),
             "the other half stays for known senders"
         );
 
         let whole = admission(false);
-        let _held: Vec<Slot> = (0..4).map(|_| whole.admit(false).unwrap()).collect();
-        assert!(matches!(whole.admit(false), Err(WebhookError::Overloaded)));
+        let _held: Vec<Slot> = (0..4).map(|_| whole.admit(false, None).unwrap()).collect();
+        assert!(matches!(
+            whole.admit(false, None),
+            Err(WebhookError::Overloaded)
+        ));
+    }
+
+    #[test]
+    fn one_source_holds_at_most_a_quarter_of_the_unverified_half() {
+        let admission = Admission::new(
+            16,
+            1 << 20,
+            BodyLimits {
+                max_body_bytes: 1024,
+                read_timeout: Duration::from_secs(1),
+                split_unverified: true,
+            },
+        );
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        // 16 slots: 8 unverified, 2 of them per source.
+        let mut held: Vec<Slot> = (0..2)
+            .map(|_| admission.admit(false, Some(a)).unwrap())
+            .collect();
+        assert!(matches!(
+            admission.admit(false, Some(a)),
+            Err(WebhookError::SourceShareFull)
+        ));
+        assert!(admission.admit(false, Some(b)).is_ok());
+        assert!(
+            admission.admit(true, Some(a)).is_ok(),
+            "a known sender is not charged"
+        );
+        // Verified, a request no longer counts against its source.
+        held[0].verified();
+        assert!(admission.admit(false, Some(a)).is_ok());
+        // Bytes: a quarter of the unverified half (128 KiB of 512 KiB).
+        let mut slot = admission.admit(false, Some(b)).unwrap();
+        assert!(admission.cover(&mut slot, 128 * 1024).is_ok());
+        assert!(matches!(
+            admission.cover(&mut slot, 128 * 1024 + 1),
+            Err(WebhookError::SourceShareFull)
+        ));
     }
 }

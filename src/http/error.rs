@@ -36,12 +36,28 @@ pub enum WebhookError {
     Invalid(#[from] EventError),
     #[error("the event has no valid MessageGroupId and BRIDGE_EVENT_SETUP_ID is not set")]
     NoGroup,
-    #[error("too many events are being forwarded right now; retry shortly")]
+    #[error("BRIDGE_MAX_IN_FLIGHT events are being forwarded right now; retry shortly")]
     Overloaded,
     #[error(
         "the event bodies already waiting for the queue fill BRIDGE_MAX_BUFFERED_BYTES; retry shortly"
     )]
     BufferFull,
+    #[error(
+        "requests whose sender is known only from the body's signature fill their half of \
+         BRIDGE_MAX_IN_FLIGHT or BRIDGE_MAX_BUFFERED_BYTES; retry shortly"
+    )]
+    UnverifiedFull,
+    #[error(
+        "this address's requests whose sender is known only from the body's signature fill \
+         the quarter of their half of BRIDGE_MAX_IN_FLIGHT or BRIDGE_MAX_BUFFERED_BYTES one \
+         address may hold; retry shortly"
+    )]
+    SourceShareFull,
+    #[error(
+        "the body of a request whose sender is known only from its signature arrived too \
+         slowly (a pause over 2 s, or under 16 KiB/s); send it at once"
+    )]
+    BodyTooSlow,
     #[error("the bridge is shutting down; retry shortly")]
     ShuttingDown,
     #[error(
@@ -118,11 +134,14 @@ impl WebhookError {
             Self::UnsupportedMediaType(_) =>  ("unsupported_media_type", (S::UNSUPPORTED_MEDIA_TYPE, "invalid", None, INFO)),
             Self::TooLarge(_) =>              ("too_large",              (S::PAYLOAD_TOO_LARGE, "too_large", None, INFO)),
             Self::BodyTimeout(_) =>           ("body_timeout",           (S::REQUEST_TIMEOUT, "timeout", None, INFO)),
+            Self::BodyTooSlow =>              ("body_too_slow",          (S::REQUEST_TIMEOUT, "timeout", None, INFO)),
             Self::BodyRead(_) =>              ("body_unreadable",        (S::BAD_REQUEST, "invalid", None, INFO)),
             Self::Invalid(e) =>               (e.code(),                 (S::BAD_REQUEST, "invalid", None, INFO)),
             Self::NoGroup =>                  ("missing_group_id",       (S::BAD_REQUEST, "invalid", None, INFO)),
             Self::Overloaded
-            | Self::BufferFull =>             ("overloaded",             (S::SERVICE_UNAVAILABLE, "overloaded", Some(1), WARN)),
+            | Self::BufferFull
+            | Self::UnverifiedFull
+            | Self::SourceShareFull =>        ("overloaded",             (S::SERVICE_UNAVAILABLE, "overloaded", Some(1), WARN)),
             Self::ShuttingDown =>             ("shutting_down",          (S::SERVICE_UNAVAILABLE, "shutting_down", Some(1), WARN)),
             Self::QueueTooSmall { .. } =>     ("queue_too_small",        (S::SERVICE_UNAVAILABLE, "unavailable", Some(5), WARN)),
             Self::Queue(e @ SendError::Invalid { .. }) =>

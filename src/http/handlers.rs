@@ -101,7 +101,7 @@ async fn forward(
         }
     );
     // Held until the webhook is answered: the body stays in memory until SQS has it.
-    let mut slot = state.admission.admit(verified)?;
+    let mut slot = state.admission.admit(verified, log.client)?;
     let body = state.admission.read_body(req, payload, &mut slot).await?;
     let method = state.authenticator.check_body(&presented, pending, &body)?;
     slot.verified();
@@ -259,6 +259,7 @@ pub async fn metrics_private(state: web::Data<AppState>) -> HttpResponse {
         metrics::gauge!(metric::MAX_IN_FLIGHT).set(f64::from(max_in_flight));
         metrics::gauge!(metric::BUFFERED_BODY_BYTES).set(buffered as f64);
         metrics::gauge!(metric::MAX_BUFFERED_BODY_BYTES).set(max_buffered as f64);
+        metrics::gauge!(metric::OPEN_CONNECTIONS).set(state.connections.open() as f64);
         metrics::gauge!(metric::DEDUP_REMEMBERED)
             .set(state.pipeline.deduplicator.remembered() as f64);
         if let Some(spool) = &state.spool {

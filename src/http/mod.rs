@@ -10,6 +10,7 @@
 
 pub mod access;
 pub mod admission;
+pub mod connections;
 pub mod error;
 mod handlers;
 mod request_log;
@@ -49,6 +50,8 @@ pub struct AppState {
     pub readiness: Arc<ReadinessCache>,
     /// The durable spool, when `BRIDGE_SPOOL_DIR` is set.
     pub spool: Option<Spool>,
+    /// Open connections per source, checked as each is accepted.
+    pub connections: Arc<connections::ConnectionGate>,
 }
 
 /// Registers the routes; the webhook at `path`, and `/metrics` unless it has a listener

@@ -154,8 +154,9 @@ async fn unverified_signatures_cannot_take_every_forwarding_slot() {
         slow.push(client);
     }
 
-    // Two wait for their bodies (half of the four slots); the other two are refused.
-    // (Each read gives up after 3 s: the two that wait never get an answer.)
+    // From one address, one waits for its body (a quarter of the unverified half of the
+    // four slots, rounded up); the other three are refused. The one that waits is cut off
+    // once its body pauses for 2 s (408). (Each read gives up after 3 s.)
     let answers = futures_util::future::join_all(slow.iter_mut().map(|client| async {
         let mut answer = [0u8; 12];
         match tokio::time::timeout(Duration::from_secs(3), client.read_exact(&mut answer)).await {
@@ -166,7 +167,9 @@ async fn unverified_signatures_cannot_take_every_forwarding_slot() {
     }))
     .await;
     let refused = answers.iter().filter(|a| *a == "HTTP/1.1 503").count();
-    assert_eq!(refused, 2, "{answers:?}");
+    assert_eq!(refused, 3, "{answers:?}");
+    let too_slow = answers.iter().filter(|a| *a == "HTTP/1.1 408").count();
+    assert_eq!(too_slow, 1, "{answers:?}");
 
     let body = workn_event("while-others-wait");
     let served = app
@@ -346,7 +349,12 @@ async fn wait_for_buffered(app: &crate::helpers::TestApp, done: impl Fn(f64) -> 
 }
 
 /// A connection that sends a request head declaring `length` bytes and no body.
-async fn declare_body(port: u16, credential: (&str, &str), length: usize) -> tokio::net::TcpStream {
+async fn declare_body(
+    port: u16,
+    credential: (&str, &str),
+    length: usize,
+    sent: usize,
+) -> tokio::net::TcpStream {
     let mut client = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .unwrap();
@@ -356,12 +364,14 @@ async fn declare_body(port: u16, credential: (&str, &str), length: usize) -> tok
         credential.0, credential.1
     );
     client.write_all(head.as_bytes()).await.unwrap();
+    client.write_all(&vec![b' '; sent]).await.unwrap();
     client
 }
 
 /// Bodies still arriving or waiting for SQS hold `BRIDGE_MAX_BUFFERED_BYTES` between
-/// them, counted from their declared length: past it a webhook gets `503 overloaded` at
-/// once. Senders known only once the body's HMAC is checked hold at most half of it, so
+/// them, counted from their declared length for senders the headers authenticate and
+/// from what arrived for the others: past it a webhook gets `503 overloaded` at once.
+/// Senders known only once the body's HMAC is checked hold at most half of it, so
 /// senders the headers authenticate keep the rest; the bytes come back when a request ends.
 #[tokio::test]
 async fn bodies_held_at_once_are_capped_in_bytes() {
@@ -375,10 +385,17 @@ async fn bodies_held_at_once_are_capped_in_bytes() {
         let event = workn_event(id);
         format!("{event}{}", " ".repeat(size - event.len()))
     };
-    // An API-key sender declares 30,000 bytes, an HMAC-only sender 20,000; neither sends.
-    let known = declare_body(app.port, ("X-Api-Key", API_KEY), 30_000).await;
+    // An API-key sender declares 30,000 bytes and sends none; an HMAC-only sender sends
+    // 20,000 bytes of a body and pauses (for less than the 2 s it may).
+    let known = declare_body(app.port, ("X-Api-Key", API_KEY), 30_000, 0).await;
     let hmac_shaped = sign(b"not-a-configured-secret", b"{}");
-    let unknown = declare_body(app.port, ("X-Payload-Signature", &hmac_shaped), 20_000).await;
+    let unknown = declare_body(
+        app.port,
+        ("X-Payload-Signature", &hmac_shaped),
+        25_000,
+        20_000,
+    )
+    .await;
     wait_for_buffered(&app, |n| n >= 50_000.0).await;
 
     let refused_with = |answer: reqwest::Response| async move {
