@@ -32,6 +32,7 @@ COUNTERS = {
     "bridge_spool_drained_events_total",
     "bridge_spool_corrupt_records_total",
     "bridge_spool_refused_events_total",
+    "bridge_connections_refused_total",
 }
 GAUGES = {
     "bridge_forwards_in_flight",
@@ -44,6 +45,7 @@ GAUGES = {
     "bridge_spool_events",
     "bridge_spool_bytes",
     "bridge_spool_oldest_event_age_seconds",
+    "bridge_open_connections",
 }
 HISTOGRAMS = {
     "bridge_webhook_request_duration_seconds",
@@ -57,7 +59,7 @@ LABEL_VALUES = {
     "outcome": {"accepted", "spooled", "unauthorized", "forbidden", "invalid", "too_large", "timeout",
                 "overloaded", "shutting_down", "rejected", "unavailable"},
     "reason": {"missing", "duplicate_header", "empty_header", "wrong_api_key", "wrong_signature",
-               "raw_secret_refused"},
+               "raw_secret_refused", "not_allowed", "per_source_limit"},
     "action": {"SendMessage", "SendMessageBatch", "GetQueueAttributes"},
 }
 LABELS = set(LABEL_VALUES) | {"code", "version", "le", "job", "instance"}

@@ -363,3 +363,85 @@ async fn request_ids_are_taken_only_from_trusted_proxies() {
     let answer = proxied.post_with(&headers, body).await;
     assert_eq!(answer.headers()["x-request-id"], "chosen-by-the-caller");
 }
+
+/// Whether the bridge closes a fresh connection at once: its first read sees the end
+/// (or a reset) instead of waiting for a request that was never sent.
+async fn closed_at_once(mut client: tokio::net::TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    match tokio::time::timeout(std::time::Duration::from_secs(2), client.read(&mut byte)).await {
+        Ok(Ok(0) | Err(_)) => true,
+        Ok(Ok(_)) | Err(_) => false,
+    }
+}
+
+/// Connections one address holds are capped as they are accepted; a place comes back
+/// when one closes.
+#[tokio::test]
+async fn one_address_holds_at_most_its_connections_the_rest_closed_at_accept() {
+    let app = spawn_app(&[("BRIDGE_MAX_CONNECTIONS_PER_SOURCE", "2")]).await;
+    let connect = || tokio::net::TcpStream::connect(("127.0.0.1", app.port));
+    let first = connect().await.unwrap();
+    let second = connect().await.unwrap();
+    assert!(
+        closed_at_once(connect().await.unwrap()).await,
+        "a third one stays open"
+    );
+    drop(first);
+    // The place comes back once the bridge has seen the close.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let mut client = connect().await.unwrap();
+        client
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = [0u8; 12];
+        if client.read_exact(&mut answer).await.is_ok() {
+            assert_eq!(&answer, b"HTTP/1.1 200");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the place never came back"
+        );
+    }
+    drop(second);
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains(r#"bridge_connections_refused_total{reason="per_source_limit"}"#),
+        "{metrics}"
+    );
+}
+
+/// With an allow-list and no trusted proxy, a connection from outside the list is closed
+/// as it is accepted, before its request is read. (From a non-loopback address of this
+/// machine: loopback is let through to the per-request check, for the container's own
+/// health check.)
+#[tokio::test]
+async fn outside_the_allow_list_a_connection_is_closed_as_it_is_accepted() {
+    let probe = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+    let own = probe
+        .connect("192.0.2.1:9")
+        .and_then(|()| probe.local_addr())
+        .map(|a| a.ip())
+        .ok()
+        .filter(|ip| !ip.is_loopback() && !ip.is_unspecified());
+    let Some(own) = own else {
+        eprintln!("NOT RUN: this machine has no non-loopback address to connect from");
+        return;
+    };
+    let app = spawn_app(&[
+        ("BRIDGE_ALLOWED_SOURCES", "52.200.5.50"),
+        ("BRIDGE_LISTEN", "0.0.0.0:0"),
+    ])
+    .await;
+    let outside = tokio::net::TcpStream::connect((own, app.port))
+        .await
+        .unwrap();
+    assert!(closed_at_once(outside).await);
+    // Loopback still meets the per-request check: 403, and /healthz answers.
+    assert_eq!(app.post_with(&[], "{}").await.status(), 403);
+    assert_eq!(app.get("/healthz").await.status(), 200);
+    let metrics = app.get("/metrics").await;
+    assert_eq!(metrics.status(), 403);
+}
