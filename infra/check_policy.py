@@ -6,7 +6,10 @@
 The policy is the resource the BridgePolicyArn output refers to; the queue is the one the
 QueueUrl output refers to. The policy must hold exactly one statement: Effect Allow,
 Action exactly sqs:SendMessage and sqs:GetQueueAttributes, Resource exactly that queue's
-ARN (!GetAtt Queue.Arn), with no wildcards, NotAction or NotResource. Every queue must be
+ARN (!GetAtt Queue.Arn), with no wildcards, NotAction or NotResource. It may hold one
+more, only for a customer-managed queue key: `!If [cond, statement, !Ref AWS::NoValue]`
+whose statement allows exactly kms:GenerateDataKey and kms:Decrypt on the key the queue's
+KmsMasterKeyId names (!Ref of the same parameter), with kms:ViaService SQS. Every queue must be
 retained and named by a queue policy that denies requests without TLS. Prints every
 problem found and exits 1 if there is any.
 """
@@ -85,6 +88,9 @@ def check(template):
     if document.get("Version") != "2012-10-17":
         problems.append(f"{where}: Version must be \"2012-10-17\", got {document.get('Version')!r}")
     statements = as_list(document.get("Statement") or [])
+    kms = [s for s in statements if isinstance(s, dict) and "Fn::If" in s]
+    statements = [s for s in statements if not (isinstance(s, dict) and "Fn::If" in s)]
+    problems += [f"{where}: {p}" for p in kms_statements(kms, resources.get(queue_id, {}))]
     if len(statements) != 1:
         problems.append(f"{where}: must have exactly one statement, has {len(statements)}")
 
@@ -135,6 +141,44 @@ def check(template):
             for key in ("DeletionPolicy", "UpdateReplacePolicy"):
                 if resource.get(key) != "Retain":
                     problems.append(f"{name}: {key} must be Retain, so queued events outlive the stack")
+    return problems
+
+
+KMS_ACTIONS = {"kms:generatedatakey", "kms:decrypt"}
+
+
+def kms_statements(conditional, queue):
+    """The optional queue-key statement: at most one, conditional, exactly the two KMS
+    actions on the queue's own key, through SQS only."""
+    if not conditional:
+        return []
+    if len(conditional) > 1:
+        return [f"at most one conditional statement (the queue key's), has {len(conditional)}"]
+    branches = conditional[0]["Fn::If"]
+    if not (isinstance(branches, list) and len(branches) == 3
+            and branches[2] == {"Ref": "AWS::NoValue"} and isinstance(branches[1], dict)):
+        return ["the conditional statement must be !If [condition, statement, !Ref AWS::NoValue]"]
+    statement = branches[1]
+    problems = []
+    key = (queue.get("Properties") or {}).get("KmsMasterKeyId")
+    key_ref = None
+    if isinstance(key, dict) and "Fn::If" in key and isinstance(key["Fn::If"], list):
+        key_ref = key["Fn::If"][1]
+    if not (isinstance(key_ref, dict) and "Ref" in key_ref):
+        problems.append("a KMS statement needs the queue's KmsMasterKeyId to be !If [c, !Ref KEY, ...]")
+    if statement.get("Effect") != "Allow":
+        problems.append("the KMS statement's Effect must be Allow")
+    for banned in ("NotAction", "NotResource", "NotPrincipal", "Principal"):
+        if banned in statement:
+            problems.append(f"the KMS statement must not use {banned}")
+    actions = as_list(statement.get("Action", []))
+    if {a.lower() for a in actions if isinstance(a, str)} != KMS_ACTIONS or len(actions) != 2:
+        problems.append(f"the KMS statement must allow exactly kms:GenerateDataKey and kms:Decrypt, got {actions!r}")
+    if as_list(statement.get("Resource", [])) != [key_ref]:
+        problems.append(f"the KMS statement's Resource must be the queue's key ({key_ref!r}), got {statement.get('Resource')!r}")
+    via = ((statement.get("Condition") or {}).get("StringEquals") or {}).get("kms:ViaService")
+    if not (isinstance(via, dict) and "sqs." in str(via.get("Fn::Sub", ""))):
+        problems.append("the KMS statement must be limited to SQS (kms:ViaService sqs.REGION.amazonaws.com)")
     return problems
 
 

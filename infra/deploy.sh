@@ -186,7 +186,7 @@ deploy_stack() {
     done
   fi
 
-  local common=(--stack-name "$stack" --template-body "file://$template" --capabilities CAPABILITY_IAM)
+  local common=(--stack-name "$stack" --template-body "file://$template" --capabilities CAPABILITY_IAM CAPABILITY_AUTO_EXPAND)
   if [ ${#items[@]} -gt 0 ]; then
     local joined
     joined="$(IFS=,; echo "${items[*]}")"
