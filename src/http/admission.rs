@@ -261,11 +261,14 @@ impl Admission {
         }
         let started = Instant::now();
         let read = async {
-            // Not more than 64 KiB up front, whatever is declared: a sender that declares
-            // 1 MiB and sends nothing holds no more than that.
-            let capacity = if unverified { 8 * 1024 } else { 64 * 1024 };
-            let mut body =
-                BytesMut::with_capacity(declared.unwrap_or(8 * 1024).min(limit).min(capacity));
+            // A known sender's declared length is already charged to the byte budget: its
+            // buffer is allocated once, at that size (growing it would leave copies
+            // behind). An unverified one starts small and grows as bytes arrive.
+            let capacity = match declared {
+                Some(declared) if !unverified => declared.min(limit),
+                _ => 8 * 1024,
+            };
+            let mut body = BytesMut::with_capacity(capacity);
             loop {
                 let next = if unverified {
                     tokio::time::timeout(UNVERIFIED_GAP, payload.next())
