@@ -157,6 +157,7 @@ impl Application {
                     .event_setup_id
                     .as_ref()
                     .map(MessageGroupId::for_event_setup),
+                group_by: config.group_by,
             }),
             sender: sender(config, queue, &limits),
             admission: Arc::new(Admission::new(

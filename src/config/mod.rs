@@ -25,6 +25,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 
 use crate::forward::dedup::DedupMode;
+use crate::forward::group::GroupBy;
 use crate::forward::keys::EventSetupId;
 use crate::http::access::SourcePolicy;
 pub use crate::spool::SpoolSettings;
@@ -35,6 +36,7 @@ use settings::Settings;
 pub const SETTINGS: &[&str] = &[
     "BRIDGE_QUEUE_URL",
     "BRIDGE_EVENT_SETUP_ID",
+    "BRIDGE_GROUP_BY",
     "BRIDGE_SHARED_SECRETS",
     "BRIDGE_API_KEYS",
     "BRIDGE_ALLOW_UNAUTHENTICATED",
@@ -111,6 +113,8 @@ pub struct Config {
     pub queue_url: String,
     /// Group for events that carry no `MessageGroupId`; `None` means every event must.
     pub event_setup_id: Option<EventSetupId>,
+    /// How events without their own `MessageGroupId` are grouped.
+    pub group_by: GroupBy,
     pub shared_secrets: Vec<SecretString>,
     pub api_keys: Vec<SecretString>,
     /// Only meaningful with no credential configured: lets every request through.
@@ -167,6 +171,7 @@ impl fmt::Debug for Config {
         f.debug_struct("Config")
             .field("queue_url", &self.queue_url)
             .field("event_setup_id", &self.event_setup_id)
+            .field("group_by", &self.group_by)
             .field("shared_secrets", &self.shared_secrets.len())
             .field("api_keys", &self.api_keys.len())
             .field("allow_unauthenticated", &self.allow_unauthenticated)

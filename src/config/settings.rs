@@ -63,6 +63,8 @@ pub(super) struct Settings {
     pub queue_url: Option<Scalar>,
     /// Gives events without a `MessageGroupId` the group `EventSetup_<id>`.
     pub event_setup_id: Option<Scalar>,
+    /// How those events are grouped within it.
+    pub group_by: Scalar,
     /// HMAC secrets; several allow rotation.
     pub shared_secrets: Option<List>,
     /// API keys; several allow rotation.
@@ -128,6 +130,7 @@ impl Default for Settings {
         Self {
             queue_url: None,
             event_setup_id: None,
+            group_by: "event-setup".into(),
             shared_secrets: None,
             api_keys: None,
             allow_unauthenticated: false.into(),

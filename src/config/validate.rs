@@ -10,6 +10,7 @@ use secrecy::{ExposeSecret as _, SecretString};
 
 use super::settings::{Layered, List};
 use super::{Config, ConfigError, Listener, LogFormat, SpoolSettings, TlsFiles};
+use crate::forward::group::GroupBy;
 use crate::forward::keys::EventSetupId;
 use crate::http::access::{self, SourcePolicy};
 use crate::http::unverified_share;
@@ -37,6 +38,8 @@ pub(super) fn config(layers: &Layered) -> Result<Config, ConfigError> {
             })
         })
         .transpose()?;
+    let (group_by, source) = layers.or_default("BRIDGE_GROUP_BY", |s| &s.group_by);
+    let group_by = GroupBy::parse(&group_by).map_err(|e| ConfigError::new(source, e))?;
 
     let shared_secrets =
         secret_list(layers.list("BRIDGE_SHARED_SECRETS", |s| s.shared_secrets.as_ref()))?;
@@ -213,6 +216,7 @@ pub(super) fn config(layers: &Layered) -> Result<Config, ConfigError> {
     Ok(Config {
         queue_url,
         event_setup_id,
+        group_by,
         shared_secrets,
         api_keys,
         allow_unauthenticated,

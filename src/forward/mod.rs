@@ -4,11 +4,13 @@
 //! - [`auth`]: who sent it (`X-api-key`, `X-Payload-Signature`).
 //! - [`event`]: what it is (body checks, ids, attributes); [`keys`]: FIFO key newtypes.
 //! - [`dedup`]: which deduplication id it gets.
-//! - [`Pipeline`]: which group it goes to, and the message it becomes.
+//! - [`group`]: which group it goes to (`BRIDGE_GROUP_BY`); [`Pipeline`]: that, and
+//!   the message it becomes.
 
 pub mod auth;
 pub mod dedup;
 pub mod event;
+pub mod group;
 pub mod keys;
 
 use std::sync::Arc;
@@ -48,17 +50,21 @@ pub struct Pipeline {
     pub deduplicator: Arc<Deduplicator>,
     /// `EventSetup_<BRIDGE_EVENT_SETUP_ID>`, for events without their own group id.
     pub default_group: Option<MessageGroupId>,
+    /// How those events are grouped within it.
+    pub group_by: group::GroupBy,
 }
 
 impl Pipeline {
-    /// The event's own `MessageGroupId` wins; else the Event Setup's group.
+    /// The event's own `MessageGroupId` wins, in every `BRIDGE_GROUP_BY` mode (the
+    /// sender chose it); else the Event Setup's group, as `group_by` refines it.
     pub fn group(&self, event: &Event) -> Result<MessageGroupId, NoGroup> {
-        event
-            .parsed
-            .group_id
-            .clone()
-            .or_else(|| self.default_group.clone())
-            .ok_or(NoGroup)
+        if let Some(own) = &event.parsed.group_id {
+            return Ok(own.clone());
+        }
+        let setup = self.default_group.as_ref().ok_or(NoGroup)?;
+        Ok(self
+            .group_by
+            .group(setup, &event.parsed, event.body.as_bytes()))
     }
 
     /// The message: the body as received, its group, and its deduplication id (chosen

@@ -263,3 +263,56 @@ async fn distinct_events_carrying_one_deduplication_id_are_both_queued() {
         assert_eq!(received, bodies.into_iter().collect(), "{mode}");
     }
 }
+
+/// `BRIDGE_GROUP_BY` chooses the group of events without their own, as read back from
+/// the queue; the event's own group still wins, and an event without the field stays in
+/// the Event Setup's group.
+#[tokio::test]
+async fn group_by_picks_each_events_group_in_the_queue() {
+    let cases = [
+        (
+            "enterprise",
+            r#""ent_id":7"#,
+            format!("EventSetup_{SETUP_ID}-ent_7"),
+        ),
+        (
+            "branch",
+            r#""branch_id":3"#,
+            format!("EventSetup_{SETUP_ID}-branch_3"),
+        ),
+        (
+            "event",
+            r#""ent_id":7"#,
+            format!("EventSetup_{SETUP_ID}-g-event"),
+        ),
+    ];
+    for (mode, field, expected) in cases {
+        let app = spawn_app(&[("BRIDGE_GROUP_BY", mode)]).await;
+        let id = if mode == "event" { "g-event" } else { "g-1" };
+        let grouped = format!(r#"{{"msg_id":"{id}",{field}}}"#);
+        let bare = r#"{"msg_id":"g-bare"}"#.to_owned();
+        let own = r#"{"msg_id":"g-own","ent_id":7,"MessageGroupId":"mine"}"#.to_owned();
+        for body in [&grouped, &bare, &own] {
+            assert_eq!(app.post_signed(body).await.status(), 200, "{mode}: {body}");
+        }
+        let groups: std::collections::HashMap<String, String> = app
+            .drain(3)
+            .await
+            .iter()
+            .map(|m| {
+                (
+                    message_attribute(m, "event_id").unwrap(),
+                    system_attribute(m, &Sys::MessageGroupId),
+                )
+            })
+            .collect();
+        assert_eq!(groups[id], expected, "{mode}");
+        let bare_group = if mode == "event" {
+            format!("EventSetup_{SETUP_ID}-g-bare")
+        } else {
+            format!("EventSetup_{SETUP_ID}")
+        };
+        assert_eq!(groups["g-bare"], bare_group, "{mode}");
+        assert_eq!(groups["g-own"], "mine", "{mode}");
+    }
+}

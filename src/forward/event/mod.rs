@@ -116,6 +116,9 @@ pub struct ParsedEvent {
     pub event_type: Option<String>,
     /// A FIFO key the event carried but that SQS would refuse; logged, then replaced.
     pub ignored_keys: Vec<(&'static str, FifoKeyError)>,
+    /// WorkN `ent_id` and `branch_id`, as their integers' text: for `BRIDGE_GROUP_BY`.
+    pub enterprise: Option<String>,
+    pub branch: Option<String>,
 }
 
 impl ParsedEvent {
@@ -221,10 +224,10 @@ fn integral(n: &serde_json::Number) -> Option<String> {
     (f.fract() == 0.0 && f.abs() < 9.0e15).then(|| (f as i64).to_string())
 }
 
-fn integer(object: &Map<String, Value>, name: &'static str) -> Result<(), EventError> {
+fn integer(object: &Map<String, Value>, name: &'static str) -> Result<Option<String>, EventError> {
     match field(object, name) {
-        None => Ok(()),
-        Some(Value::Number(n)) if integral(n).is_some() => Ok(()),
+        None => Ok(None),
+        Some(Value::Number(n)) if integral(n).is_some() => Ok(integral(n)),
         Some(_) => Err(EventError::Field {
             field: name,
             expected: "an integer",
@@ -294,8 +297,8 @@ fn attribute_value(name: &'static str, value: &str) -> Result<String, EventError
 fn read_event(object: &Map<String, Value>) -> Result<ParsedEvent, EventError> {
     // WorkN common parameters, checked where present.
     integer(object, "mkt_id")?;
-    integer(object, "ent_id")?;
-    integer(object, "branch_id")?;
+    let enterprise = integer(object, "ent_id")?;
+    let branch = integer(object, "branch_id")?;
     string(object, "ext_customer_id", false)?;
     string(object, "ext_branch_id", false)?;
     if let Some(when) = string(object, "event_datetime", false)? {
@@ -368,6 +371,8 @@ fn read_event(object: &Map<String, Value>) -> Result<ParsedEvent, EventError> {
         id,
         event_type,
         ignored_keys,
+        enterprise,
+        branch,
     })
 }
 
