@@ -72,7 +72,7 @@ def main():
     subprocess.run(["cargo", "build", "--release", "--quiet", "--bin", "webhook-sqs-bridge",
                     "--example", "fake_sqs"], cwd=ROOT, check=True)
     fake = subprocess.Popen([os.path.join(RELEASE, "examples", "fake_sqs"), FAKE,
-                             "--latency-ms", "60000"], stdout=subprocess.DEVNULL)
+                             "--hang-ms", "60000"], stdout=subprocess.DEVNULL)
     port = 18581
     env = dict(os.environ)
     env.update({

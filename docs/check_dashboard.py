@@ -33,6 +33,7 @@ COUNTERS = {
     "bridge_spool_corrupt_records_total",
     "bridge_spool_refused_events_total",
     "bridge_connections_refused_total",
+    "bridge_sqs_throttled_total",
 }
 GAUGES = {
     "bridge_forwards_in_flight",
@@ -46,6 +47,7 @@ GAUGES = {
     "bridge_spool_bytes",
     "bridge_spool_oldest_event_age_seconds",
     "bridge_open_connections",
+    "bridge_sqs_concurrency_limit",
 }
 HISTOGRAMS = {
     "bridge_webhook_request_duration_seconds",

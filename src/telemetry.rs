@@ -156,6 +156,10 @@ pub mod metric {
     /// Events whose deduplication id another event held: given one of their own.
     pub const DEDUP_CONFLICTS: &str = "bridge_dedup_conflicts_total";
     pub const BUILD_INFO: &str = "bridge_build_info";
+    /// Batch calls allowed in flight now (adaptive, up to `BRIDGE_BATCH_CONCURRENCY`), and
+    /// calls SQS throttled or failed on its side.
+    pub const SQS_CONCURRENCY_LIMIT: &str = "bridge_sqs_concurrency_limit";
+    pub const SQS_THROTTLED: &str = "bridge_sqs_throttled_total";
     /// Connections open, and connections closed as they were accepted, by `reason`
     /// (`not_allowed`, `per_source_limit`).
     pub const OPEN_CONNECTIONS: &str = "bridge_open_connections";

@@ -153,7 +153,7 @@ impl Default for Settings {
             body_read_timeout_ms: 15_000.into(),
             ready_cache_ms: 1000.into(),
             batch: true.into(),
-            batch_concurrency: 2.into(),
+            batch_concurrency: 32.into(),
             metrics_listen: None,
             allowed_sources: None,
             trusted_proxies: None,

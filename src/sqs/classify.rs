@@ -97,6 +97,20 @@ pub(crate) fn classify_code(code: String, detail: String) -> SendError {
     }
 }
 
+/// SQS throttling, however it is spelled (`ThrottlingException` in the JSON protocol,
+/// `RequestThrottled` in the older one, and their relatives).
+pub(crate) fn is_throttling(code: &str) -> bool {
+    code.contains("Throttl") || code == "TooManyRequestsException" || code == "SlowDown"
+}
+
+/// SQS failing on its side (a 5xx).
+pub(crate) fn is_server_fault(code: &str) -> bool {
+    matches!(
+        code,
+        "InternalError" | "InternalFailure" | "ServiceUnavailable" | "InternalServerError"
+    )
+}
+
 /// Records one SQS call's latency and, when it failed, its error code.
 pub(crate) fn observe<T>(
     action: &'static str,

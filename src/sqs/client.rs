@@ -8,6 +8,10 @@ use std::time::Duration;
 #[derive(Debug, Clone)]
 pub struct SqsQueue {
     pub(super) client: aws_sdk_sqs::Client,
+    /// The same, without the SDK's retries, for `SendMessageBatch`: the batcher retries
+    /// failed calls itself, so that throttling reaches its adaptive limit instead of
+    /// being hidden in an SDK back-off.
+    pub(super) batch_client: aws_sdk_sqs::Client,
     pub(super) queue_url: String,
     pub(super) forward_timeout: Duration,
 }
@@ -57,8 +61,21 @@ impl SqsQueue {
             .interceptor(super::wire::PayloadHash)
             .interceptor(super::wire::SqsJson::default())
             .build();
+        Self::with_config(config, queue_url, forward_timeout)
+    }
+
+    fn with_config(
+        config: aws_sdk_sqs::Config,
+        queue_url: String,
+        forward_timeout: Duration,
+    ) -> Self {
+        let batch = config
+            .to_builder()
+            .retry_config(aws_sdk_sqs::config::retry::RetryConfig::disabled())
+            .build();
         Self {
             client: aws_sdk_sqs::Client::from_conf(config),
+            batch_client: aws_sdk_sqs::Client::from_conf(batch),
             queue_url,
             forward_timeout,
         }
@@ -93,11 +110,7 @@ impl SqsQueue {
             },
         );
         let config = self.client.config().to_builder().http_client(http).build();
-        Self {
-            client: aws_sdk_sqs::Client::from_conf(config),
-            queue_url: self.queue_url.clone(),
-            forward_timeout: self.forward_timeout,
-        }
+        Self::with_config(config, self.queue_url.clone(), self.forward_timeout)
     }
 }
 

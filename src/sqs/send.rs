@@ -81,7 +81,7 @@ impl SendBatch for SqsQueue {
             })
             .collect();
         let call = self
-            .client
+            .batch_client
             .send_message_batch()
             .queue_url(&self.queue_url)
             .set_entries(Some(entries))

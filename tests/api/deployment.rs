@@ -380,8 +380,22 @@ async fn closed_at_once(mut client: tokio::net::TcpStream) -> bool {
 async fn one_address_holds_at_most_its_connections_the_rest_closed_at_accept() {
     let app = spawn_app(&[("BRIDGE_MAX_CONNECTIONS_PER_SOURCE", "2")]).await;
     let connect = || tokio::net::TcpStream::connect(("127.0.0.1", app.port));
-    let first = connect().await.unwrap();
-    let second = connect().await.unwrap();
+    // Each is admitted (answered) before the next: the workers take connections in turn,
+    // and may admit them in another order than they were opened.
+    let admitted = |mut client: tokio::net::TcpStream| async move {
+        client
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = [0u8; 12];
+        client.read_exact(&mut answer).await.unwrap();
+        assert_eq!(&answer, b"HTTP/1.1 200");
+        let mut rest = vec![0u8; 4096];
+        let _ = client.read(&mut rest).await;
+        client
+    };
+    let first = admitted(connect().await.unwrap()).await;
+    let second = admitted(connect().await.unwrap()).await;
     assert!(
         closed_at_once(connect().await.unwrap()).await,
         "a third one stays open"
@@ -406,7 +420,22 @@ async fn one_address_holds_at_most_its_connections_the_rest_closed_at_accept() {
         );
     }
     drop(second);
-    let metrics = app.get("/metrics").await.text().await.unwrap();
+    // Once the bridge has seen those close, a connection for the metrics fits again.
+    let metrics = loop {
+        if let Ok(answer) = app
+            .http
+            .get(format!("{}/metrics", app.address))
+            .send()
+            .await
+        {
+            break answer.text().await.unwrap();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no room for a new connection"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
     assert!(
         metrics.contains(r#"bridge_connections_refused_total{reason="per_source_limit"}"#),
         "{metrics}"

@@ -14,4 +14,5 @@ mod helpers;
 mod observability;
 mod resilience;
 mod spool;
+mod throughput;
 mod validation;

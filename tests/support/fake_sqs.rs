@@ -121,7 +121,25 @@ struct State {
     stored_count: AtomicU64,
     /// The queue's `MaximumMessageSize`; 0: not reported, not enforced.
     max_message_size: AtomicUsize,
+    /// Added to every SQS call's answer, like a real region's round trip.
+    latency: Mutex<Option<Duration>>,
+    /// SQS's throughput quota, when modelled.
+    quota: Mutex<Option<Quota>>,
+    throttled: AtomicU64,
 }
+
+/// SQS's FIFO quota: calls per second per action per queue, or, in high-throughput mode,
+/// per partition, message groups hashed onto partitions. A token bucket per (action,
+/// partition), a tenth of a second's worth deep (SQS does not say how much burst it
+/// allows); a call finding it empty is throttled.
+struct Quota {
+    calls_per_second: f64,
+    partitions: u64,
+    buckets: HashMap<(String, u64), (f64, Instant)>,
+}
+
+/// Partitions message groups are spread over in high-throughput mode.
+const PARTITIONS: u64 = 16;
 
 /// A running fake; dropping it does not stop the server task (tests end with the runtime).
 #[derive(Clone)]
@@ -154,6 +172,9 @@ impl FakeSqs {
             keep_messages,
             stored_count: AtomicU64::new(0),
             max_message_size: AtomicUsize::new(0),
+            latency: Mutex::new(None),
+            quota: Mutex::new(None),
+            throttled: AtomicU64::new(0),
         });
         let shared = Arc::clone(&state);
         tokio::spawn(async move {
@@ -198,6 +219,28 @@ impl FakeSqs {
         self.state.max_message_size.store(bytes, Ordering::SeqCst);
     }
 
+    /// Every SQS call is answered this much later (`None`: at once).
+    pub fn set_latency(&self, latency: Option<Duration>) {
+        *self.state.latency.lock().unwrap() = latency;
+    }
+
+    /// Models SQS's throughput quota: `calls_per_second` per action per queue (SQS FIFO:
+    /// 300), or per partition of message groups with `high_throughput`; beyond it, calls
+    /// are throttled (`ThrottlingException`, every other time spelled `RequestThrottled`,
+    /// as SQS's two spellings). `None` turns it off.
+    pub fn set_quota(&self, calls_per_second: Option<u32>, high_throughput: bool) {
+        *self.state.quota.lock().unwrap() = calls_per_second.map(|rate| Quota {
+            calls_per_second: f64::from(rate),
+            partitions: if high_throughput { PARTITIONS } else { 1 },
+            buckets: HashMap::new(),
+        });
+    }
+
+    /// Calls the quota throttled so far.
+    pub fn throttled(&self) -> u64 {
+        self.state.throttled.load(Ordering::SeqCst)
+    }
+
     /// While on, every connection is closed without an answer.
     pub fn set_outage(&self, on: bool) {
         self.state.outage.store(on, Ordering::SeqCst);
@@ -225,6 +268,53 @@ impl FakeSqs {
 }
 
 impl State {
+    /// Takes a token for the call; `Some(code)` when the quota throttles it.
+    fn over_quota(&self, action: &str, body: &[u8]) -> Option<&'static str> {
+        if action == "GetQueueAttributes" {
+            return None;
+        }
+        let mut quota = self.quota.lock().unwrap();
+        let quota = quota.as_mut()?;
+        let partition = if quota.partitions > 1 {
+            // The call's first message group decides its partition.
+            let group = serde_json::from_slice::<Value>(body)
+                .ok()
+                .and_then(|v| {
+                    v.get("MessageGroupId")
+                        .or_else(|| v.get("Entries")?.get(0)?.get("MessageGroupId"))
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                })
+                .unwrap_or_default();
+            let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+            for byte in group.bytes() {
+                hash = (hash ^ u64::from(byte)).wrapping_mul(0x100_0000_01b3);
+            }
+            hash % quota.partitions
+        } else {
+            0
+        };
+        let rate = quota.calls_per_second;
+        let depth = (rate / 10.0).max(1.0);
+        let now = Instant::now();
+        let (tokens, at) = quota
+            .buckets
+            .entry((action.to_owned(), partition))
+            .or_insert((depth, now));
+        *tokens = (*tokens + rate * now.duration_since(*at).as_secs_f64()).min(depth);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            return None;
+        }
+        let n = self.throttled.fetch_add(1, Ordering::SeqCst);
+        Some(if n.is_multiple_of(2) {
+            "ThrottlingException"
+        } else {
+            "RequestThrottled"
+        })
+    }
+
     fn next_fault(&self) -> Fault {
         match &mut *self.plan.lock().unwrap() {
             Plan::Script(faults) => faults.pop_front().unwrap_or(Fault::None),
@@ -314,7 +404,7 @@ async fn serve(mut socket: TcpStream, state: Arc<State>) {
             // Not an SQS call (no X-Amz-Target): the stats page, for benchmarks.
             let calls = state.calls.lock().unwrap().clone();
             let page =
-                json!({ "stored": state.stored_count.load(Ordering::SeqCst), "calls": calls })
+                json!({ "stored": state.stored_count.load(Ordering::SeqCst), "calls": calls, "throttled": state.throttled.load(Ordering::SeqCst) })
                     .to_string();
             let head = format!(
                 "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
@@ -341,7 +431,14 @@ async fn serve(mut socket: TcpStream, state: Arc<State>) {
         if let Fault::Latency(delay) = fault {
             tokio::time::sleep(delay).await;
         }
-        let answer = handle(&state, &action, &body, fault);
+        let latency = *state.latency.lock().unwrap();
+        if let Some(latency) = latency {
+            tokio::time::sleep(latency).await;
+        }
+        let answer = match state.over_quota(&action, &body) {
+            Some(spelling) => error(400, spelling),
+            None => handle(&state, &action, &body, fault),
+        };
         let (status, value) = match answer {
             Answer::Close => return,
             Answer::Reply(status, value) => (status, value),

@@ -9,12 +9,19 @@
 //!
 //! Each webhook still gets its own entry's result: a failed entry is retried (same keys,
 //! so SQS deduplicates a copy it already stored) or answered alone, while its batch-mates
-//! are answered `200`.
+//! are answered `200`. A call that fails whole for SQS's reasons (throttling, 5xx, the
+//! network) is sent again by the dispatcher, within its events' budget: batch calls have
+//! no SDK retries, so that throttling reaches [`limit`], which adapts how many calls are
+//! in flight.
+
+mod limit;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
+
+use limit::{Limit, Signal};
 
 use super::limits::{MAX_BATCH_ENTRIES, QueueLimits};
 use super::send::SendBatch;
@@ -102,9 +109,9 @@ impl Batcher {
 ///
 /// A batch goes out at once when no call is in flight (an idle bridge adds no latency).
 /// While calls are in flight, a partial batch waits for them to end, collecting later
-/// arrivals; a full one (10 entries or 1 MiB) takes any free slot. So a second call slot
-/// is only spent on a full batch: slow SQS calls get more concurrency, and a fast SQS
-/// gets fewer, fuller calls.
+/// arrivals; a full one (10 entries or 1 MiB) takes any free slot, up to the adaptive
+/// limit (at most `concurrency`). So another call slot is only spent on a full batch:
+/// slow SQS calls get more concurrency, and a fast SQS gets fewer, fuller calls.
 async fn dispatch<S: SendBatch>(
     sink: Arc<S>,
     mut receive: mpsc::UnboundedReceiver<Pending>,
@@ -112,9 +119,9 @@ async fn dispatch<S: SendBatch>(
     concurrency: usize,
     limits: Arc<QueueLimits>,
 ) {
-    let slots = Arc::new(Semaphore::new(concurrency));
-    // A call is in flight while one of its slots is taken.
-    let in_flight = |slots: &Semaphore| slots.available_permits() < concurrency;
+    let control = Arc::new(std::sync::Mutex::new(Limit::new(concurrency)));
+    let in_flight =
+        |control: &std::sync::Mutex<Limit>| control.lock().expect("limit").in_flight > 0;
     let call_ended = Arc::new(Notify::new());
     let mut carried: Option<Pending> = None;
     loop {
@@ -131,7 +138,7 @@ async fn dispatch<S: SendBatch>(
         let mut batch = Batch::new(first, limits.max_batch_bytes());
         batch.fill(&mut receive, &mut carried);
         // A partial batch waits while any call is in flight, taking arrivals as they come.
-        while !batch.full(carried.is_some()) && in_flight(&slots) {
+        while !batch.full(carried.is_some()) && in_flight(&control) {
             tokio::select! {
                 () = call_ended.notified() => {}
                 next = receive.recv() => match next {
@@ -141,21 +148,44 @@ async fn dispatch<S: SendBatch>(
             }
             batch.fill(&mut receive, &mut carried);
         }
-        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
-            return;
+        // A free call slot, under the adaptive limit.
+        let started_with = loop {
+            let ended = call_ended.notified();
+            {
+                let mut control = control.lock().expect("limit");
+                if control.in_flight < control.allowed() {
+                    control.in_flight += 1;
+                    break control.in_flight;
+                }
+            }
+            ended.await;
         };
         batch.fill(&mut receive, &mut carried);
         // A partial batch may have waited a whole call: drop what was answered meanwhile.
         batch.entries.retain(|p| !p.abandoned());
         if batch.entries.is_empty() {
+            control.lock().expect("limit").in_flight -= 1;
+            call_ended.notify_one();
             continue;
         }
+        let full = batch.full(carried.is_some());
         let sink = Arc::clone(&sink);
         let resubmit = resubmit.clone();
         let call_ended = Arc::clone(&call_ended);
+        let control = Arc::clone(&control);
         tokio::spawn(async move {
-            send(sink.as_ref(), batch.entries, &resubmit).await;
-            drop(slot);
+            let started = Instant::now();
+            let congested = send(sink.as_ref(), batch.entries, &resubmit).await;
+            let signal = match (congested, full) {
+                (true, _) => Signal::Congested,
+                (false, true) => Signal::Full,
+                (false, false) => Signal::Partial,
+            };
+            {
+                let mut control = control.lock().expect("limit");
+                control.in_flight -= 1;
+                control.record(started.elapsed(), signal, started_with);
+            }
             call_ended.notify_one();
         });
     }
@@ -218,12 +248,13 @@ fn refused_for_an_entry(error: &SendError) -> bool {
     matches!(error, SendError::Invalid { .. })
 }
 
-/// One batch call, and each entry's answer.
+/// One batch call, and each entry's answer. Whether SQS was congested: it throttled the
+/// call or an entry, or failed it on its side (5xx).
 async fn send<S: SendBatch>(
     sink: &S,
     batch: Vec<Pending>,
     resubmit: &mpsc::UnboundedSender<Pending>,
-) {
+) -> bool {
     let messages = batch.iter().map(|p| p.message.clone()).collect();
     let deadline = batch
         .iter()
@@ -245,13 +276,26 @@ async fn send<S: SendBatch>(
                 pending.alone = true;
                 let _ = resubmit.send(pending);
             }
+            false
+        }
+        Err(error) if retryable(&error) => {
+            // SQS's trouble, not the events': again, with the same keys, while their
+            // budget lasts (the dispatcher drops those past their deadline).
+            let congested = congested(&error);
+            tokio::time::sleep(ENTRY_RETRY_DELAY).await;
+            for pending in batch {
+                let _ = resubmit.send(pending);
+            }
+            congested
         }
         Err(error) => {
             for pending in batch {
                 let _ = pending.reply.send(Err(error.clone()));
             }
+            false
         }
         Ok(results) => {
+            let mut congested = false;
             let mut retries = Vec::new();
             for (pending, result) in batch.into_iter().zip(results) {
                 match result {
@@ -263,6 +307,7 @@ async fn send<S: SendBatch>(
                         let _ = pending.reply.send(Err(error));
                     }
                     EntryResult::Retry { code } => {
+                        congested |= super::classify::is_throttling(&code);
                         metrics::counter!(metric::SQS_ENTRY_RETRIES).increment(1);
                         tracing::debug!(
                             code,
@@ -280,7 +325,31 @@ async fn send<S: SendBatch>(
                     let _ = resubmit.send(pending);
                 }
             }
+            congested
         }
+    }
+}
+
+/// A whole call that failed for a passing reason: throttling, SQS's own fault, the
+/// network, an attempt's timeout — what the SDK would have retried. Worth sending again
+/// within the budget. Not access or KMS errors, nor a missing queue (the deployment's to
+/// fix: the senders retry), nor the budget being spent.
+fn retryable(error: &SendError) -> bool {
+    match error {
+        SendError::Failed { code, .. } => {
+            congested(error) || matches!(code.as_str(), "network" | "timeout")
+        }
+        _ => false,
+    }
+}
+
+/// Whether a failed call says SQS is overloaded: throttling, or its own 5xx.
+fn congested(error: &SendError) -> bool {
+    match error {
+        SendError::Failed { code, .. } => {
+            super::classify::is_throttling(code) || super::classify::is_server_fault(code)
+        }
+        _ => false,
     }
 }
 
