@@ -83,24 +83,28 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
-def fake_stats():
-    with urllib.request.urlopen(f"http://{FAKE}/stats") as r:
+def fake_stats(fake=FAKE, throttled=False):
+    with urllib.request.urlopen(f"http://{fake}/stats") as r:
         stats = json.load(r)
     calls = stats["calls"]
-    return stats["stored"], calls.get("SendMessage", 0) + calls.get("SendMessageBatch", 0)
+    sends = calls.get("SendMessage", 0) + calls.get("SendMessageBatch", 0)
+    if throttled:
+        return stats["stored"], sends, stats.get("throttled", 0)
+    return stats["stored"], sends
 
 
-def loadgen(url, seconds, connections, mode="webhook"):
+def loadgen(url, seconds, connections, mode="webhook", enterprises=1):
     out = subprocess.run(
         [os.path.join(RELEASE, "examples", "loadgen"), "--url", url, "--seconds", str(seconds),
-         "--connections", str(connections), "--secret", SECRET, "--mode", mode],
+         "--connections", str(connections), "--secret", SECRET, "--mode", mode,
+         "--enterprises", str(enterprises)],
         check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def start(kind, extra_env, port):
+def start(kind, extra_env, port, fake=FAKE):
     env = dict(os.environ)
-    env.update({"AWS_ENDPOINT_URL": f"http://{FAKE}", "AWS_REGION": "us-east-1",
+    env.update({"AWS_ENDPOINT_URL": f"http://{fake}", "AWS_REGION": "us-east-1",
                 "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench"})
     addr = f"127.0.0.1:{port}"
     spool = None
@@ -111,14 +115,15 @@ def start(kind, extra_env, port):
         env.update({"AWS_ENDPOINT_URL": "http://127.0.0.1:1", "BRIDGE_SPOOL_DIR": spool,
                     "BRIDGE_FORWARD_TIMEOUT_MS": "1000"})
         kind = "bridge"
+    queue_url = f"http://{fake}/000000000000/bench.fifo"
     if kind == "bridge":
-        env.update({"BRIDGE_QUEUE_URL": QUEUE_URL, "BRIDGE_LISTEN": addr,
+        env.update({"BRIDGE_QUEUE_URL": queue_url, "BRIDGE_LISTEN": addr,
                     "BRIDGE_EVENT_SETUP_ID": "1", "BRIDGE_SHARED_SECRETS": SECRET,
                     "BRIDGE_LOG_FORMAT": "json"})
         env.update(extra_env)
         cmd = [os.path.join(RELEASE, "webhook-sqs-bridge")]
     elif kind == "naive":
-        cmd = [os.path.join(RELEASE, "examples", "naive_forwarder"), addr, QUEUE_URL]
+        cmd = [os.path.join(RELEASE, "examples", "naive_forwarder"), addr, queue_url]
     else:
         cmd = [os.path.join(RELEASE, "examples", "ceiling"), addr]
     started = time.monotonic()
@@ -209,6 +214,65 @@ def measure_drain(seconds, connections):
         shutil.rmtree(spool, ignore_errors=True)
 
 
+REAL_FAKE = "127.0.0.1:19327"
+
+
+def real_sqs(seconds, connections):
+    """The fake SQS as the real one behaves: a latency per call and the FIFO quota of 300
+    calls/s per action (per group partition in high-throughput mode). Events/s accepted,
+    non-2xx answers, and the share of calls throttled, per target."""
+    rows = []
+    scenarios = [
+        (20, False, 1, [("bridge (defaults)", "bridge", {}),
+                        ("bridge (BRIDGE_BATCH_CONCURRENCY=2)", "bridge",
+                         {"BRIDGE_BATCH_CONCURRENCY": "2"}),
+                        ("naive forwarder", "naive", {})]),
+        (80, False, 1, [("bridge (defaults)", "bridge", {}),
+                        ("bridge (BRIDGE_BATCH_CONCURRENCY=2)", "bridge",
+                         {"BRIDGE_BATCH_CONCURRENCY": "2"}),
+                        ("naive forwarder", "naive", {})]),
+        (20, True, 8, [("bridge (BRIDGE_GROUP_BY=enterprise, 8 enterprises)", "bridge",
+                        {"BRIDGE_GROUP_BY": "enterprise"})]),
+    ]
+    for latency, high_throughput, enterprises, targets in scenarios:
+        cmd = [os.path.join(RELEASE, "examples", "fake_sqs"), REAL_FAKE,
+               "--latency-ms", str(latency), "--quota", "300"]
+        if high_throughput:
+            cmd.append("--high-throughput")
+        fake = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+        try:
+            wait_listening(int(REAL_FAKE.split(":")[1]), time.monotonic())
+            for name, kind, extra in targets:
+                proc, _ = start(kind, {"BRIDGE_BATCH": "true", **extra}, 18090, fake=REAL_FAKE)
+                try:
+                    time.sleep(0.3)
+                    _, calls0, throttled0 = fake_stats(REAL_FAKE, throttled=True)
+                    cpu0 = cpu_seconds(proc.pid)
+                    load = loadgen("http://127.0.0.1:18090/webhook", seconds, connections,
+                                   enterprises=enterprises)
+                    cpu1 = cpu_seconds(proc.pid)
+                    _, calls1, throttled1 = fake_stats(REAL_FAKE, throttled=True)
+                finally:
+                    proc.send_signal(signal.SIGTERM)
+                    proc.wait(timeout=60)
+                accepted = load["requests"] - load["non_2xx"] - load["errors"]
+                calls = max(calls1 - calls0, 1)
+                row = {"scenario": f"{latency} ms/call" + (", high-throughput" if high_throughput else ""),
+                       "target": name, "events_s": accepted / seconds,
+                       "non_2xx": load["non_2xx"] + load["errors"],
+                       "throttled": (throttled1 - throttled0) / calls,
+                       "p99_ms": load["p99_ms"],
+                       "cpu_us": (cpu1 - cpu0) * 1e6 / max(accepted, 1)}
+                rows.append(row)
+                print(f"{row['scenario']}: {name}: {row['events_s']:.0f} events/s, "
+                      f"{row['non_2xx']} non-2xx, {row['throttled'] * 100:.1f}% of calls "
+                      f"throttled, p99 {row['p99_ms']:.0f} ms", file=sys.stderr)
+        finally:
+            fake.send_signal(signal.SIGINT)
+            fake.wait(timeout=10)
+    return rows
+
+
 def median(values):
     ordered = sorted(values)
     middle = len(ordered) // 2
@@ -247,7 +311,34 @@ def main():
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table too")
     parser.add_argument("--spool", action="store_true",
                         help="also measure the bridge answering from its spool, SQS down")
+    parser.add_argument("--real-sqs", action="store_true",
+                        help="only the real-SQS scenario: latency per call and the FIFO quota")
     args = parser.parse_args()
+    if args.real_sqs:
+        print("building (release)...", file=sys.stderr)
+        build()
+        rows = real_sqs(args.seconds, max(args.connections, 512))
+        print("| scenario | target | events/s accepted | non-2xx | calls throttled | p99 ms | CPU µs/event |")
+        print("|---|---|---|---|---|---|---|")
+        for r in rows:
+            print(f"| {r['scenario']} | {r['target']} | {r['events_s']:.0f} | {r['non_2xx']} | "
+                  f"{r['throttled'] * 100:.1f}% | {r['p99_ms']:.0f} | {r['cpu_us']:.0f} |")
+        by = {(r["scenario"], r["target"]): r for r in rows}
+        checks = []
+        for scenario in ("20 ms/call", "80 ms/call"):
+            b, n = by[(scenario, "bridge (defaults)")], by[(scenario, "naive forwarder")]
+            checks.append((f"{scenario}: defaults >= 2,850 events/s", b["events_s"] >= 2850))
+            checks.append((f"{scenario}: defaults 0 non-2xx", b["non_2xx"] == 0))
+            checks.append((f"{scenario}: defaults <= 5% of calls throttled", b["throttled"] <= 0.05))
+            checks.append((f"{scenario}: >= 9.5x the naive forwarder",
+                           b["events_s"] >= 9.5 * max(n["events_s"], 1)))
+        ht = by[("20 ms/call, high-throughput", "bridge (BRIDGE_GROUP_BY=enterprise, 8 enterprises)")]
+        checks.append(("high-throughput >= 3x the single-group figure",
+                       ht["events_s"] >= 3 * by[("20 ms/call", "bridge (defaults)")]["events_s"]))
+        print()
+        for label, ok in checks:
+            print(f"{'PASS' if ok else 'FAIL'}  {label}")
+        return 0 if all(ok for _, ok in checks) else 1
     if args.spool:
         TARGETS[SPOOL_TARGET] = ("spool", {"BRIDGE_BATCH": "true"})
 

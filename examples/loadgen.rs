@@ -2,7 +2,7 @@
 //! fixed time, each HMAC-signed like a signing sender would. Prints one JSON line.
 //!
 //! `cargo run --release --example loadgen -- --url URL [--connections 64] [--seconds 10]
-//!  [--secret S] [--mode webhook|sqs] [--threads 1]`
+//!  [--secret S] [--mode webhook|sqs] [--threads 1] [--enterprises 1]`
 //!
 //! `--prepare N` builds and signs N requests per connection before the clock starts.
 //! `--mode sqs` posts `SendMessage` calls straight to an SQS endpoint (the fake's own rate).
@@ -27,10 +27,13 @@ fn arg(name: &str, default: &str) -> String {
         .unwrap_or_else(|| default.to_owned())
 }
 
-/// A WorkN event padded to about 1 KiB, unique per (connection, n).
+/// A WorkN event padded to about 1 KiB, unique per (connection, n); its `ent_id` is one
+/// of `--enterprises` (1 by default), by connection.
 fn event(connection: usize, n: u64) -> String {
+    let enterprises: usize = arg("--enterprises", "1").parse().unwrap_or(1).max(1);
+    let enterprise = 7 + connection % enterprises;
     let head = format!(
-        r#"{{"mkt_id":12,"event_datetime":"2025-02-12T14:30:45","msg_id":"bench-{}-{connection}-{n}","event_type":5,"ent_id":7,"ext_customer_id":"CUST-7","branch_id":3,"ext_branch_id":"BR-3","note":""#,
+        r#"{{"mkt_id":12,"event_datetime":"2025-02-12T14:30:45","msg_id":"bench-{}-{connection}-{n}","event_type":5,"ent_id":{enterprise},"ext_customer_id":"CUST-7","branch_id":3,"ext_branch_id":"BR-3","note":""#,
         std::process::id()
     );
     let pad = 1024usize.saturating_sub(head.len() + 2);

@@ -2,8 +2,9 @@
 //! 1 and `BRIDGE_BATCH_CONCURRENCY` (AIMD, as Vector's adaptive request concurrency, on
 //! the batch calls themselves).
 //!
-//! - **Grow** by about one call per round trip while calls leave full and their latency
-//!   stays near its baseline: the bridge is limited by its own concurrency, not by SQS.
+//! - **Grow** while calls leave full and their latency stays near its baseline (the
+//!   bridge is limited by its own concurrency, not by SQS): doubling per round trip until
+//!   SQS first pushes back (slow start, as TCP's), then by about one call per round trip.
 //! - **Shrink** multiplicatively when SQS throttles a call (or an entry), answers a 5xx,
 //!   or a call takes well over its baseline; at most once per round trip, so one burst of
 //!   answers to calls sent together counts once.
@@ -16,8 +17,10 @@ use std::time::{Duration, Instant};
 
 use crate::telemetry::metric;
 
-/// A throttled or failing SQS: halve.
-const BACKOFF: f64 = 0.5;
+/// A throttled or failing SQS: 15% less, and at least one call less. Gentler than
+/// halving, which at 80 ms per call kept the bridge well below the queue's quota (its
+/// sawtooth averaged about three quarters of it: docs/BENCHMARKS.md).
+const BACKOFF: f64 = 0.85;
 /// A slow SQS: a tenth less.
 const SLOWDOWN: f64 = 0.9;
 /// A call slower than this many baselines counts as SQS slowing down.
@@ -46,6 +49,8 @@ pub(super) struct Limit {
     /// Seconds.
     baseline: Option<f64>,
     last_decrease: Option<Instant>,
+    /// No push-back from SQS yet: grow fast.
+    slow_start: bool,
     pub in_flight: usize,
 }
 
@@ -57,6 +62,7 @@ impl Limit {
             current: if max > 1 { 2.0 } else { 1.0 },
             baseline: None,
             last_decrease: None,
+            slow_start: true,
             in_flight: 0,
         };
         limit.publish();
@@ -70,9 +76,9 @@ impl Limit {
         allowed.clamp(1, self.max)
     }
 
-    /// One call ended after `rtt`; `in_flight` calls (itself included) were in flight
-    /// when it started.
-    pub fn record(&mut self, rtt: Duration, signal: Signal, in_flight: usize) {
+    /// One call ended after `rtt`; `limited`: when it started, the calls in flight
+    /// (itself included) had reached the limit, so the limit was what held the bridge back.
+    pub fn record(&mut self, rtt: Duration, signal: Signal, limited: bool) {
         let rtt = rtt.as_secs_f64();
         let now = Instant::now();
         if signal == Signal::Congested {
@@ -85,11 +91,17 @@ impl Limit {
         self.baseline = Some(baseline + (rtt - baseline) * ALPHA);
         if rtt > baseline * SLOW {
             self.decrease(SLOWDOWN, now);
-        } else if signal == Signal::Full && rtt <= baseline * NEAR && in_flight >= self.allowed() {
-            // About one more call per round trip: `allowed` calls end per round trip.
+        } else if signal == Signal::Full && rtt <= baseline * NEAR && limited {
+            // `allowed` calls end per round trip: one more per call doubles the limit per
+            // round trip, 1/limit per call adds about one.
             #[allow(clippy::cast_precision_loss)] // at most 256
             let max = self.max as f64;
-            self.current = (self.current + 1.0 / self.current).min(max);
+            let step = if self.slow_start {
+                1.0
+            } else {
+                1.0 / self.current
+            };
+            self.current = (self.current + step).min(max);
         }
         self.publish();
     }
@@ -102,8 +114,9 @@ impl Limit {
         {
             return;
         }
-        self.current = (self.current * factor).max(1.0);
+        self.current = (self.current * factor).min(self.current - 1.0).max(1.0);
         self.last_decrease = Some(now);
+        self.slow_start = false;
     }
 
     fn publish(&self) {
@@ -120,47 +133,51 @@ mod tests {
 
     fn saturate(limit: &mut Limit, rounds: usize) {
         for _ in 0..rounds {
-            let in_flight = limit.allowed();
-            for _ in 0..in_flight {
-                limit.record(RTT, Signal::Full, in_flight);
+            for _ in 0..limit.allowed() {
+                limit.record(RTT, Signal::Full, true);
             }
         }
     }
 
     #[test]
-    fn full_calls_near_the_baseline_grow_it_about_one_per_round_trip_up_to_the_max() {
-        let mut limit = Limit::new(32);
+    fn full_calls_near_the_baseline_double_it_per_round_trip_then_add_about_one() {
+        let mut limit = Limit::new(64);
         assert_eq!(limit.allowed(), 2);
-        saturate(&mut limit, 5);
-        assert!((5..=7).contains(&limit.allowed()), "{}", limit.allowed());
-        saturate(&mut limit, 100);
-        assert_eq!(limit.allowed(), 32);
+        saturate(&mut limit, 3);
+        assert_eq!(limit.allowed(), 16, "slow start: doubling per round trip");
+        limit.record(Duration::from_millis(1), Signal::Congested, true);
+        assert_eq!(limit.allowed(), 13);
+        std::thread::sleep(RTT);
+        saturate(&mut limit, 4);
+        assert!((15..=17).contains(&limit.allowed()), "{}", limit.allowed());
+        saturate(&mut limit, 200);
+        assert_eq!(limit.allowed(), 64);
     }
 
     #[test]
     fn partial_calls_do_not_grow_it() {
         let mut limit = Limit::new(32);
         for _ in 0..100 {
-            limit.record(RTT, Signal::Partial, 2);
+            limit.record(RTT, Signal::Partial, true);
         }
         assert_eq!(limit.allowed(), 2);
     }
 
     #[test]
-    fn throttling_halves_it_once_per_round_trip() {
+    fn throttling_shrinks_it_once_per_round_trip() {
         let mut limit = Limit::new(32);
         saturate(&mut limit, 100);
         for _ in 0..10 {
-            limit.record(Duration::from_millis(1), Signal::Congested, 32);
+            limit.record(Duration::from_millis(1), Signal::Congested, true);
         }
         assert_eq!(
             limit.allowed(),
-            16,
+            27,
             "ten answers to calls sent together count once"
         );
         std::thread::sleep(RTT);
-        limit.record(Duration::from_millis(1), Signal::Congested, 16);
-        assert_eq!(limit.allowed(), 8);
+        limit.record(Duration::from_millis(1), Signal::Congested, true);
+        assert_eq!(limit.allowed(), 23);
     }
 
     #[test]
@@ -168,7 +185,7 @@ mod tests {
         let mut limit = Limit::new(32);
         saturate(&mut limit, 100);
         for _ in 0..20 {
-            limit.record(RTT * 5, Signal::Full, 32);
+            limit.record(RTT * 5, Signal::Full, true);
             std::thread::sleep(RTT);
         }
         // It shrank while the jump stood out against the baseline, until the baseline

@@ -149,13 +149,14 @@ async fn dispatch<S: SendBatch>(
             batch.fill(&mut receive, &mut carried);
         }
         // A free call slot, under the adaptive limit.
-        let started_with = loop {
+        let limited = loop {
             let ended = call_ended.notified();
             {
                 let mut control = control.lock().expect("limit");
-                if control.in_flight < control.allowed() {
+                let allowed = control.allowed();
+                if control.in_flight < allowed {
                     control.in_flight += 1;
-                    break control.in_flight;
+                    break control.in_flight >= allowed;
                 }
             }
             ended.await;
@@ -184,7 +185,7 @@ async fn dispatch<S: SendBatch>(
             {
                 let mut control = control.lock().expect("limit");
                 control.in_flight -= 1;
-                control.record(started.elapsed(), signal, started_with);
+                control.record(started.elapsed(), signal, limited);
             }
             call_ended.notify_one();
         });
