@@ -95,6 +95,24 @@ impl SourcePolicy {
     }
 }
 
+/// The address a per-source budget counts under: an IPv4 address (also one seen through
+/// an IPv6 socket) as it is, an IPv6 address by its /64, which one host usually holds
+/// whole.
+#[must_use]
+pub fn source_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let mut segments = v6.segments();
+                segments[4..].fill(0);
+                IpAddr::V6(segments.into())
+            }
+        },
+        v4 @ IpAddr::V4(_) => v4,
+    }
+}
+
 fn contains(networks: &[IpNet], ip: IpAddr) -> bool {
     let ip = match ip {
         // An IPv4 client seen through an IPv6 socket.

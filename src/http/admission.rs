@@ -199,7 +199,8 @@ impl Admission {
         };
         let mut charge = None;
         if let (false, Some(source)) = (verified, source) {
-            self.sources.charge(&mut charge, source, 1, 0)?;
+            self.sources
+                .charge(&mut charge, super::access::source_key(source), 1, 0)?;
         }
         Ok(Slot {
             _held: held,
@@ -287,7 +288,7 @@ impl Admission {
                 let elapsed = started.elapsed();
                 if unverified
                     && elapsed > UNVERIFIED_GRACE
-                    && declared.is_some_and(|d| body.len() < d)
+                    && declared.is_none_or(|d| body.len() < d)
                     && (body.len() as u128) * 1000
                         < (MIN_UNVERIFIED_RATE as u128) * elapsed.as_millis()
                 {
@@ -326,7 +327,8 @@ impl Admission {
             .transpose()?;
         let held = take(&self.bytes, WebhookError::BufferFull)?;
         if let (Some(_), Some(source)) = (&unverified, slot.source) {
-            self.sources.charge(&mut slot.charge, source, 0, more)?;
+            self.sources
+                .charge(&mut slot.charge, super::access::source_key(source), 0, more)?;
         }
         add(&mut slot.bytes.held, held);
         if let Some(permit) = unverified {

@@ -72,13 +72,16 @@ impl ConnectionGate {
             Err(refusal) => {
                 metrics::counter!(metric::CONNECTIONS_REFUSED, "reason" => refusal.label())
                     .increment(1);
+                // A request already received may still be read: it is refused too
+                // (`handlers` checks this mark first).
+                extensions.insert(Refused);
                 let _ = socket2::SockRef::from(stream).shutdown(Shutdown::Both);
             }
         }
     }
 
     fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Guard, Refusal> {
-        let ip = canonical(ip);
+        let ip = super::access::source_key(ip);
         let behind_proxy = !self.policy.trusted_proxies.is_empty();
         if self.policy.is_trusted_proxy(Some(ip)) {
             self.open.fetch_add(1, Ordering::Relaxed);
@@ -112,6 +115,10 @@ impl ConnectionGate {
     }
 }
 
+/// Marks a connection refused as it was accepted.
+#[derive(Debug, Clone, Copy)]
+pub struct Refused;
+
 /// One admitted connection; gives its place back when the connection closes.
 struct Guard {
     gate: Arc<ConnectionGate>,
@@ -139,14 +146,6 @@ fn tcp_stream(io: &dyn Any) -> Option<&TcpStream> {
         io.downcast_ref::<actix_tls::accept::rustls_0_23::TlsStream<TcpStream>>()
             .map(|tls| (**tls).get_ref().0)
     })
-}
-
-/// An IPv4 client seen through an IPv6 socket counts as its IPv4 address.
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 @ IpAddr::V4(_) => v4,
-    }
 }
 
 #[cfg(test)]

@@ -54,6 +54,11 @@ pub enum WebhookError {
     )]
     SourceShareFull,
     #[error(
+        "this connection was refused as it was accepted (BRIDGE_MAX_CONNECTIONS_PER_SOURCE or \
+         BRIDGE_ALLOWED_SOURCES); retry on another"
+    )]
+    ConnectionRefused,
+    #[error(
         "the body of a request whose sender is known only from its signature arrived too \
          slowly (a pause over 2 s, or under 16 KiB/s); send it at once"
     )]
@@ -141,7 +146,8 @@ impl WebhookError {
             Self::Overloaded
             | Self::BufferFull
             | Self::UnverifiedFull
-            | Self::SourceShareFull =>        ("overloaded",             (S::SERVICE_UNAVAILABLE, "overloaded", Some(1), WARN)),
+            | Self::SourceShareFull
+            | Self::ConnectionRefused =>      ("overloaded",             (S::SERVICE_UNAVAILABLE, "overloaded", Some(1), WARN)),
             Self::ShuttingDown =>             ("shutting_down",          (S::SERVICE_UNAVAILABLE, "shutting_down", Some(1), WARN)),
             Self::QueueTooSmall { .. } =>     ("queue_too_small",        (S::SERVICE_UNAVAILABLE, "unavailable", Some(5), WARN)),
             Self::Queue(e @ SendError::Invalid { .. }) =>

@@ -53,8 +53,11 @@ pub(super) async fn webhook(
         Ok(accepted) => HttpResponse::Ok().json(accepted),
         Err(error) => error.error_response(),
     };
-    if state.draining.load(Ordering::Relaxed) {
-        // Let the answer flush, then free the connection so shutdown need not wait for it.
+    if state.draining.load(Ordering::Relaxed)
+        || matches!(result, Err(WebhookError::ConnectionRefused))
+    {
+        // Let the answer flush, then free the connection (so shutdown need not wait for
+        // it, or it gives its place back).
         response
             .head_mut()
             .set_connection_type(actix_web::http::ConnectionType::Close);
@@ -87,6 +90,9 @@ async fn forward(
 ) -> Result<Accepted, WebhookError> {
     if state.draining.load(Ordering::Relaxed) {
         return Err(WebhookError::ShuttingDown);
+    }
+    if req.conn_data::<super::connections::Refused>().is_some() {
+        return Err(WebhookError::ConnectionRefused);
     }
     log.client = state
         .sources

@@ -73,8 +73,16 @@ where
         };
     }
     let Some(service) = error.as_service_error() else {
+        // Only a failure to reach SQS is `network` (worth the batcher's retry); a
+        // request that could not be built (credentials, configuration) or an answer that
+        // could not be read would fail again the same way.
+        let code = match error {
+            SdkError::DispatchFailure(_) => "network",
+            SdkError::ResponseError(_) => "bad_response",
+            _ => "construction",
+        };
         return SendError::Failed {
-            code: "network".into(),
+            code: code.into(),
             detail: DisplayErrorContext(error).to_string(),
         };
     };

@@ -42,6 +42,8 @@ struct Pending {
     /// Sent in a call of its own: its batch was refused whole, which may have been its
     /// doing (see [`refused_for_an_entry`]).
     alone: bool,
+    /// Whole calls it was in that failed for a passing reason (see [`MAX_CALL_RETRIES`]).
+    attempts: u32,
 }
 
 impl Pending {
@@ -93,12 +95,17 @@ impl Batcher {
             deadline,
             reply,
             alone: false,
+            attempts: 0,
         };
         if self.submit.send(pending).is_err() {
             return Err(SendError::stopped("the batch dispatcher is not running"));
         }
         match tokio::time::timeout_at(deadline.into(), answer).await {
             Ok(Ok(result)) => result,
+            // Dropped as past its deadline (its budget is spent), or the dispatcher is gone.
+            Ok(Err(_)) if Instant::now() >= deadline => {
+                Err(SendError::Timeout(self.forward_timeout.as_millis()))
+            }
             Ok(Err(_)) => Err(SendError::stopped("the batch dispatcher dropped the event")),
             Err(_) => Err(SendError::Timeout(self.forward_timeout.as_millis())),
         }
@@ -284,8 +291,17 @@ async fn send<S: SendBatch>(
             // budget lasts (the dispatcher drops those past their deadline).
             let congested = congested(&error);
             tokio::time::sleep(ENTRY_RETRY_DELAY).await;
-            for pending in batch {
-                let _ = resubmit.send(pending);
+            for mut pending in batch {
+                // Throttling and SQS's own faults are retried for as long as the budget
+                // lasts; a network failure or a timeout only a few times.
+                if !congested {
+                    pending.attempts += 1;
+                }
+                if pending.attempts > MAX_CALL_RETRIES {
+                    let _ = pending.reply.send(Err(error.clone()));
+                } else {
+                    let _ = resubmit.send(pending);
+                }
             }
             congested
         }
@@ -330,6 +346,10 @@ async fn send<S: SendBatch>(
         }
     }
 }
+
+/// Whole-call network failures or timeouts an event's entry is sent again after, at
+/// most (as the SDK's retries were, before batch calls had none).
+const MAX_CALL_RETRIES: u32 = 5;
 
 /// A whole call that failed for a passing reason: throttling, SQS's own fault, the
 /// network, an attempt's timeout — what the SDK would have retried. Worth sending again

@@ -29,6 +29,7 @@ fn pending(size: usize) -> (Pending, Answer) {
         deadline: Instant::now() + Duration::from_mins(1),
         reply,
         alone: false,
+        attempts: 0,
     };
     (pending, answer)
 }
