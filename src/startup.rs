@@ -53,7 +53,8 @@ pub fn load_tls(config: &Config) -> Result<Option<Arc<rustls::ServerConfig>>, Co
 /// How events reach `queue`, as configured.
 ///
 /// Batched (group commit): one dispatcher on the current Tokio runtime, shared by every
-/// worker, with at most `BRIDGE_BATCH_CONCURRENCY` calls in flight; the SDK's work stays
+/// worker, with an adaptive number of calls in flight, at most `BRIDGE_BATCH_CONCURRENCY`
+/// (`sqs::batch`'s limit); the SDK's work stays
 /// on that runtime's thread (docs/BENCHMARKS.md, "The SQS side on one thread"). Must run
 /// inside a Tokio runtime.
 ///
