@@ -266,29 +266,18 @@ fn quarantine(
     len: u64,
     why: &str,
 ) -> io::Result<PathBuf> {
-    let dir = quarantine_dir(root);
-    create_private_dir(&dir)?;
-    let path = dir.join(format!("{}-{number:016}-{offset}.{why}", part.id));
     let start = usize::try_from(offset)
         .unwrap_or(usize::MAX)
         .min(bytes.len());
     let end = start
         .saturating_add(usize::try_from(len).unwrap_or(usize::MAX))
         .min(bytes.len());
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&path)?;
-    file.write_all(&bytes[start..end])?;
-    file.sync_all()?;
-    sync_dir(&dir)?;
-    Ok(path)
+    quarantine_record(root, &part.id, number, offset, &bytes[start..end], why)
 }
 
-/// Keeps a record the drainer can't send (refused for good by SQS, or damaged since it
-/// was written) in the quarantine folder, durably, before it leaves the spool.
+/// Keeps bytes cut out of a segment (damage found by recovery, or a record the drainer
+/// can't send: refused for good by SQS, or damaged since it was written) in the
+/// quarantine folder, durably, before they leave the spool.
 pub(super) fn quarantine_record(
     root: &Path,
     part_id: &str,

@@ -20,9 +20,8 @@
 //! slots and bytes ([`source_share`]): one address with made-up signatures can't hold
 //! the whole unverified half. A `503` names the budget that refused.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix_web::HttpRequest;
@@ -33,6 +32,9 @@ use futures_util::StreamExt as _;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::WebhookError;
+use source::{SourceCharge, SourceCharges, source_share};
+
+mod source;
 
 /// The part of the byte budget that unverified senders may hold: half.
 #[must_use]
@@ -46,76 +48,12 @@ fn unverified_slots(slots: u32) -> usize {
     (slots as usize).div_ceil(2)
 }
 
-/// The part of the unverified slots or bytes one source address may hold: a quarter,
-/// rounded up.
-fn source_share(unverified: usize) -> usize {
-    unverified.div_ceil(4).max(1)
-}
-
 /// Longest pause between two chunks of an unverified body.
 pub const UNVERIFIED_GAP: Duration = Duration::from_secs(2);
 /// Slowest average an unverified body may arrive at, after its first second (bytes/s):
 /// far below any real sender's, far above a trickle meant to hold memory.
 pub const MIN_UNVERIFIED_RATE: usize = 16 * 1024;
 const UNVERIFIED_GRACE: Duration = Duration::from_secs(1);
-
-/// What each source holds of the unverified budgets: slots and bytes.
-struct SourceCharges {
-    held: Mutex<HashMap<IpAddr, (usize, usize)>>,
-    max_slots: usize,
-    max_bytes: usize,
-}
-
-/// One request's charge to its source; given back when dropped.
-struct SourceCharge {
-    charges: Arc<SourceCharges>,
-    source: IpAddr,
-    slots: usize,
-    bytes: usize,
-}
-
-impl SourceCharges {
-    fn charge(
-        self: &Arc<Self>,
-        charge: &mut Option<SourceCharge>,
-        source: IpAddr,
-        slots: usize,
-        bytes: usize,
-    ) -> Result<(), WebhookError> {
-        let mut held = self.held.lock().expect("source charges");
-        let entry = held.entry(source).or_insert((0, 0));
-        if entry.0 + slots > self.max_slots || entry.1 + bytes > self.max_bytes {
-            if *entry == (0, 0) {
-                held.remove(&source);
-            }
-            return Err(WebhookError::SourceShareFull);
-        }
-        entry.0 += slots;
-        entry.1 += bytes;
-        let charge = charge.get_or_insert_with(|| SourceCharge {
-            charges: Arc::clone(self),
-            source,
-            slots: 0,
-            bytes: 0,
-        });
-        charge.slots += slots;
-        charge.bytes += bytes;
-        Ok(())
-    }
-}
-
-impl Drop for SourceCharge {
-    fn drop(&mut self) {
-        let mut held = self.charges.held.lock().expect("source charges");
-        if let Some(entry) = held.get_mut(&self.source) {
-            entry.0 -= self.slots;
-            entry.1 -= self.bytes;
-            if *entry == (0, 0) {
-                held.remove(&self.source);
-            }
-        }
-    }
-}
 
 /// The budgets, shared by every worker.
 pub struct Admission {
@@ -157,12 +95,11 @@ impl Admission {
             (max_slots as usize, max_buffered_bytes)
         };
         Self {
-            sources: Arc::new(SourceCharges {
-                held: Mutex::new(HashMap::new()),
-                max_slots: source_share(unverified_slot_count),
+            sources: Arc::new(SourceCharges::new(
+                source_share(unverified_slot_count),
                 // Room for one largest body, whatever the split.
-                max_bytes: source_share(unverified_byte_count).max(body.max_body_bytes),
-            }),
+                source_share(unverified_byte_count).max(body.max_body_bytes),
+            )),
             slots: Arc::new(Semaphore::new(max_slots as usize)),
             max_slots,
             unverified_slots: Arc::new(Semaphore::new(if body.split_unverified {
