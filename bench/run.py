@@ -168,6 +168,29 @@ def metric(port, name):
                if line.startswith(name) and line[len(name):len(name) + 1] in (" ", "{"))
 
 
+def sync_probe(appends=500, size=1100):
+    """What one fdatasync per append costs on this disk (the spool's directory: $TMPDIR):
+    appends/s and p50/p99 per sync, the baseline group commit is measured against."""
+    directory = tempfile.mkdtemp(prefix="bench-sync-")
+    try:
+        fd = os.open(os.path.join(directory, "probe"), os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        data = b"x" * size
+        latencies = []
+        started = time.perf_counter()
+        for _ in range(appends):
+            t = time.perf_counter()
+            os.write(fd, data)
+            os.fdatasync(fd)
+            latencies.append(time.perf_counter() - t)
+        elapsed = time.perf_counter() - started
+        os.close(fd)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+    latencies.sort()
+    return {"rate": appends / elapsed, "p50_ms": latencies[appends // 2] * 1e3,
+            "p99_ms": latencies[int(appends * 0.99)] * 1e3}
+
+
 def measure_drain(seconds, connections):
     """The spool's drain rate: the bridge spools for `seconds` while its SQS (a second
     fake, not yet started) is down, then the fake starts and the drainer empties the
@@ -423,6 +446,9 @@ def main():
     if args.spool:
         s = results[SPOOL_TARGET]
         checks.append(("spool: no non-2xx, every event spooled", s["non_2xx"] == 0))
+        probe = sync_probe()
+        print(f"\nsync probe: 500 appends of 1100 B, one fdatasync each: {probe['rate']:.0f}/s "
+              f"(p50 {probe['p50_ms']:.3f} ms, p99 {probe['p99_ms']:.3f} ms per sync)")
         drain = measure_drain(args.seconds, args.connections)
         print(f"\nspool drain: {drain['spooled']:.0f} events spooled in {args.seconds:g} s "
               f"with SQS down, drained in {drain['seconds']:.2f} s from the drainer's first "
