@@ -83,7 +83,7 @@ async fn main() {
                 Mode::BridgeSingle => {
                     bridge
                         .send(OutgoingMessage {
-                            body: body.clone(),
+                            body: body.as_str().into(),
                             group_id: MessageGroupId::parse("g").unwrap(),
                             deduplication_id: DeduplicationId::parse(&dedup(0)).unwrap(),
                             attributes: Vec::new(),
@@ -114,7 +114,7 @@ async fn main() {
                 Mode::BridgeBatch => {
                     let messages = (0..10)
                         .map(|j| OutgoingMessage {
-                            body: body.clone(),
+                            body: body.as_str().into(),
                             group_id: MessageGroupId::parse("g").unwrap(),
                             deduplication_id: DeduplicationId::parse(&dedup(j)).unwrap(),
                             attributes: Vec::new(),

@@ -80,7 +80,7 @@ impl Pipeline {
             self.deduplicator
                 .assign(&group_id, &event.parsed, event.body.as_bytes());
         OutgoingMessage {
-            body: event.body,
+            body: event.body.into(),
             group_id,
             deduplication_id,
             attributes,

@@ -200,7 +200,7 @@ fn decode(payload: &[u8]) -> Option<Record> {
         attributes.push((name, cursor.text(value_len)?.to_owned()));
     }
     let body_len = cursor.u32()? as usize;
-    let body = cursor.text(body_len)?.to_owned();
+    let body = cursor.text(body_len)?.into();
     if !cursor.0.is_empty() {
         return None;
     }
@@ -249,7 +249,7 @@ mod tests {
 
     fn message(body: &str) -> OutgoingMessage {
         OutgoingMessage {
-            body: body.to_owned(),
+            body: body.into(),
             group_id: MessageGroupId::parse("EventSetup_9").unwrap(),
             deduplication_id: DeduplicationId::parse("2025-02-12T14:30:45.123").unwrap(),
             attributes: vec![(ATTR_EVENT_ID, "m-1".to_owned())],
@@ -272,7 +272,7 @@ mod tests {
         scanned
             .iter()
             .filter_map(|s| match s {
-                Scanned::Record { record, .. } => Some(record.message.body.clone()),
+                Scanned::Record { record, .. } => Some(record.message.body.to_string()),
                 _ => None,
             })
             .collect()

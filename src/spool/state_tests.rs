@@ -7,7 +7,7 @@ use crate::forward::keys::{DeduplicationId, MessageGroupId};
 
 fn message(group: &str, id: &str) -> OutgoingMessage {
     OutgoingMessage {
-        body: format!(r#"{{"msg_id":"{id}"}}"#),
+        body: format!(r#"{{"msg_id":"{id}"}}"#).into(),
         group_id: MessageGroupId::parse(group).unwrap(),
         deduplication_id: DeduplicationId::parse(id).unwrap(),
         attributes: Vec::new(),

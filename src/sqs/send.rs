@@ -7,6 +7,7 @@ use std::time::Instant;
 use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
 
 use super::classify::{classify, classify_code, observe};
+use super::wire::Bodies;
 use super::{EntryResult, OutgoingMessage, Receipt, SendError, SqsQueue};
 
 /// What the batcher needs from SQS: one `SendMessageBatch` call. The seam the batcher is
@@ -32,13 +33,17 @@ impl SqsQueue {
             .client
             .send_message()
             .queue_url(&self.queue_url)
-            .message_body(message.body)
+            // Written from `Bodies`, not from the input: see `wire::Bodies`.
+            .message_body("")
             .message_group_id(message.group_id.as_str())
             .message_deduplication_id(message.deduplication_id.as_str());
         for (name, value) in message.attributes {
             request = request.message_attributes(name, string_attribute(value));
         }
         let started = std::time::Instant::now();
+        let request = request
+            .customize()
+            .interceptor(Bodies::new(vec![message.body]));
         let sent = tokio::time::timeout(self.forward_timeout, request.send())
             .await
             .map_err(|_| SendError::Timeout(self.forward_timeout.as_millis()))
@@ -65,13 +70,14 @@ impl SendBatch for SqsQueue {
         deadline: Instant,
     ) -> Result<Vec<EntryResult>, SendError> {
         let count = messages.len();
+        let bodies = Bodies::new(messages.iter().map(|m| m.body.clone()).collect());
         let entries = messages
             .into_iter()
             .enumerate()
             .map(|(i, m)| {
                 let mut entry = SendMessageBatchRequestEntry::builder()
                     .id(i.to_string())
-                    .message_body(m.body)
+                    .message_body("") // written from `bodies`: see `wire::Bodies`
                     .message_group_id(m.group_id.as_str())
                     .message_deduplication_id(m.deduplication_id.as_str());
                 for (name, value) in m.attributes {
@@ -85,6 +91,8 @@ impl SendBatch for SqsQueue {
             .send_message_batch()
             .queue_url(&self.queue_url)
             .set_entries(Some(entries))
+            .customize()
+            .interceptor(bodies)
             .send();
         let started = std::time::Instant::now();
         let deadline = deadline.min(started + self.forward_timeout);

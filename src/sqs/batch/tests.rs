@@ -20,7 +20,7 @@ fn pending(size: usize) -> (Pending, Answer) {
     let (reply, answer) = oneshot::channel();
     let pending = Pending {
         message: OutgoingMessage {
-            body: "x".repeat(size),
+            body: "x".repeat(size).into(),
             group_id: MessageGroupId::parse("g").unwrap(),
             deduplication_id: DeduplicationId::parse("d").unwrap(),
             attributes: Vec::new(),
@@ -59,7 +59,7 @@ fn message(name: &str, size: usize) -> OutgoingMessage {
     let mut body = name.to_owned();
     body.push_str(&" ".repeat(size.saturating_sub(name.len())));
     OutgoingMessage {
-        body,
+        body: body.into(),
         group_id: MessageGroupId::parse("EventSetup_1").unwrap(),
         deduplication_id: DeduplicationId::parse(&format!("dedup-{name}")).unwrap(),
         attributes: Vec::new(),

@@ -12,4 +12,4 @@ mod payload_hash;
 mod request;
 
 pub(crate) use payload_hash::PayloadHash;
-pub(crate) use request::SqsJson;
+pub(crate) use request::{Bodies, SqsJson};

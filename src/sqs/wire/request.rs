@@ -11,8 +11,12 @@
 //! It is installed per call, and only for inputs whose every member it writes (the
 //! bridge's own: string attributes, no delay, no system attributes). Anything else is left
 //! to the SDK. Tests compare both serializations of the same inputs.
+//!
+//! The bridge's calls also carry their bodies beside the SDK input, in [`Bodies`], so a
+//! held body is never copied into a call: the SDK's input owns its strings.
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 
 use aws_sdk_sqs::config::interceptors::BeforeSerializationInterceptorContextMut;
 use aws_sdk_sqs::config::{ConfigBag, Intercept, RuntimeComponents};
@@ -24,6 +28,9 @@ use aws_smithy_runtime_api::client::interceptors::context::Input;
 use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
 use aws_smithy_runtime_api::client::ser_de::{SerializeRequest, SharedRequestSerializer};
 use aws_smithy_types::body::SdkBody;
+use aws_smithy_types::config_bag::{Storable, StoreReplace};
+
+use crate::sqs::message::MessageBody;
 
 /// The interceptor that puts this module's serializers in place of the SDK's.
 #[derive(Debug)]
@@ -67,6 +74,72 @@ impl Intercept for SqsJson {
     }
 }
 
+/// One call's message bodies, in entry order, written in place of the input's own (which
+/// the bridge leaves empty). Installed on the call as an interceptor, which hands them to
+/// [`Writer`] and makes sure it was [`Writer`] that wrote the call: the SDK's serializer
+/// would send the empty placeholders. [`Writer`] lets go of them once written, so a call
+/// in flight holds its bodies only in its request, as it would with the SDK's input.
+#[derive(Debug)]
+pub(crate) struct Bodies(Mutex<Option<Vec<MessageBody>>>);
+
+impl Bodies {
+    pub(crate) fn new(bodies: Vec<MessageBody>) -> Self {
+        Self(Mutex::new(Some(bodies)))
+    }
+}
+
+/// The bodies in the call's bag, until [`Writer`] has written them.
+#[derive(Debug)]
+struct CallBodies(Vec<MessageBody>);
+
+impl Storable for CallBodies {
+    type Storer = StoreReplace<Self>;
+}
+
+/// Left by [`Writer`] in the call's bag: it wrote the call's [`Bodies`].
+#[derive(Debug)]
+struct WroteBodies;
+
+impl Storable for WroteBodies {
+    type Storer = StoreReplace<Self>;
+}
+
+impl Intercept for Bodies {
+    fn name(&self) -> &'static str {
+        "Bodies"
+    }
+
+    fn modify_before_serialization(
+        &self,
+        _: &mut BeforeSerializationInterceptorContextMut<'_>,
+        _: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let bodies = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(bodies) = bodies {
+            cfg.interceptor_state().store_put(CallBodies(bodies));
+        }
+        Ok(())
+    }
+
+    fn read_after_serialization(
+        &self,
+        _: &aws_sdk_sqs::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if cfg.load::<WroteBodies>().is_some() {
+            Ok(())
+        } else {
+            Err("the call was written without its bodies (the client lacks SqsJson)".into())
+        }
+    }
+}
+
 /// Whether every member set on the input is one [`batch_body`] writes.
 fn writable_batch(input: &SendMessageBatchInput) -> bool {
     input.entries.as_ref().is_some_and(|entries| {
@@ -107,15 +180,26 @@ enum Operation {
 struct Writer(Operation);
 
 impl SerializeRequest for Writer {
-    fn serialize_input(&self, input: Input, _: &mut ConfigBag) -> Result<HttpRequest, BoxError> {
+    fn serialize_input(&self, input: Input, cfg: &mut ConfigBag) -> Result<HttpRequest, BoxError> {
         #[cfg(test)]
         tests::WRITES.with(|n| n.set(n.get() + 1));
+        let bodies = cfg.load::<CallBodies>().map(|b| b.0.as_slice());
+        let shared = bodies.is_some();
         let (target, body) = match self.0 {
-            Operation::SendMessage => ("AmazonSQS.SendMessage", single_body(&downcast(input)?)),
-            Operation::SendMessageBatch => {
-                ("AmazonSQS.SendMessageBatch", batch_body(&downcast(input)?))
-            }
+            Operation::SendMessage => (
+                "AmazonSQS.SendMessage",
+                single_body(&downcast(input)?, bodies)?,
+            ),
+            Operation::SendMessageBatch => (
+                "AmazonSQS.SendMessageBatch",
+                batch_body(&downcast(input)?, bodies)?,
+            ),
         };
+        if shared {
+            cfg.interceptor_state()
+                .unset::<CallBodies>()
+                .store_put(WroteBodies);
+        }
         let request = http::Request::builder()
             .method("POST")
             .uri("/")
@@ -140,9 +224,28 @@ fn capacity_for(body: &str) -> usize {
     256 + body.len() * 9 / 8
 }
 
+/// The body of the message at `index`: the call's shared one when it has [`Bodies`],
+/// otherwise the input's own.
+fn pick<'a>(
+    own: &'a str,
+    bodies: Option<&'a [MessageBody]>,
+    index: usize,
+) -> Result<&'a str, BoxError> {
+    match bodies {
+        None => Ok(own),
+        Some(bodies) => bodies
+            .get(index)
+            .map(MessageBody::as_str)
+            .ok_or_else(|| "a call has fewer bodies than messages".into()),
+    }
+}
+
 /// `SendMessage`'s body, members in the order the SDK writes them.
-fn single_body(input: &SendMessageInput) -> String {
-    let body = input.message_body.as_deref().unwrap_or_default();
+fn single_body(
+    input: &SendMessageInput,
+    bodies: Option<&[MessageBody]>,
+) -> Result<String, BoxError> {
+    let body = pick(input.message_body.as_deref().unwrap_or_default(), bodies, 0)?;
     let mut out = String::with_capacity(capacity_for(body));
     out.push_str("{\"QueueUrl\":");
     string(&mut out, input.queue_url.as_deref().unwrap_or_default());
@@ -154,13 +257,21 @@ fn single_body(input: &SendMessageInput) -> String {
         input.message_group_id.as_deref(),
     );
     out.push('}');
-    out
+    Ok(out)
 }
 
 /// `SendMessageBatch`'s body, members in the order the SDK writes them.
-fn batch_body(input: &SendMessageBatchInput) -> String {
+fn batch_body(
+    input: &SendMessageBatchInput,
+    bodies: Option<&[MessageBody]>,
+) -> Result<String, BoxError> {
     let entries = input.entries.as_deref().unwrap_or_default();
-    let guess: usize = entries.iter().map(|e| capacity_for(&e.message_body)).sum();
+    if bodies.is_some_and(|b| b.len() != entries.len()) {
+        return Err("a call's bodies do not match its entries".into());
+    }
+    let guess: usize = (0..entries.len())
+        .map(|i| capacity_for(pick(&entries[i].message_body, bodies, i).unwrap_or_default()))
+        .sum();
     let mut out = String::with_capacity(64 + guess);
     out.push('{');
     if let Some(url) = &input.queue_url {
@@ -173,18 +284,18 @@ fn batch_body(input: &SendMessageBatchInput) -> String {
         if i > 0 {
             out.push(',');
         }
-        write_entry(&mut out, entry);
+        write_entry(&mut out, entry, pick(&entry.message_body, bodies, i)?);
     }
     out.push_str("]}");
-    out
+    Ok(out)
 }
 
-fn write_entry(out: &mut String, entry: &SendMessageBatchRequestEntry) {
+fn write_entry(out: &mut String, entry: &SendMessageBatchRequestEntry, body: &str) {
     out.push_str("{\"Id\":");
     string(out, &entry.id);
     write_message(
         out,
-        &entry.message_body,
+        body,
         entry.message_attributes.as_ref(),
         entry.message_deduplication_id.as_deref(),
         entry.message_group_id.as_deref(),
@@ -421,6 +532,51 @@ mod tests {
         let (our_headers, our_body) = sent_single(message(), true).await;
         assert_eq!(text(our_body), text(sdk_body));
         assert_eq!(our_headers, sdk_headers);
+    }
+
+    /// The batch as the bridge sends it: empty bodies in the input, the real ones in
+    /// [`super::Bodies`]. `None` when the call failed before it was transmitted.
+    async fn sent_shared(entries: Vec<SendMessageBatchRequestEntry>, ours: bool) -> Option<Sent> {
+        let (client, capture) = client(ours);
+        let bodies = entries
+            .iter()
+            .map(|e| e.message_body.as_str().into())
+            .collect();
+        let placeholders = entries
+            .into_iter()
+            .map(|mut e| {
+                e.message_body = String::new();
+                e
+            })
+            .collect();
+        let result = client
+            .send_message_batch()
+            .queue_url(QUEUE_URL)
+            .set_entries(Some(placeholders))
+            .customize()
+            .interceptor(super::Bodies::new(bodies))
+            .send()
+            .await;
+        assert!(result.is_err(), "the capture stops the call");
+        capture.0.lock().unwrap().take()
+    }
+
+    #[tokio::test]
+    async fn shared_bodies_are_written_in_place_of_the_inputs_own() {
+        let entries = || {
+            vec![
+                entry("0", &tricky_body(), &[]),
+                entry("1", "plain", &[]),
+                entry("2", "\"", &[]),
+            ]
+        };
+        let (sdk_headers, sdk_body) = sent_batch(entries(), false).await;
+        let (our_headers, our_body) = sent_shared(entries(), true).await.expect("sent");
+        assert_eq!(text(our_body), text(sdk_body));
+        assert_eq!(our_headers, sdk_headers);
+        // Without our writer the SDK would send the empty placeholders: the call must
+        // fail before anything is transmitted.
+        assert!(sent_shared(entries(), false).await.is_none());
     }
 
     #[tokio::test]
