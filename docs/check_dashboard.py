@@ -34,6 +34,9 @@ COUNTERS = {
     "bridge_spool_refused_events_total",
     "bridge_connections_refused_total",
     "bridge_sqs_throttled_total",
+    "bridge_event_memory_hits_total",
+    "bridge_event_memory_errors_total",
+    "bridge_event_memory_unavailable_events_total",
 }
 GAUGES = {
     "bridge_forwards_in_flight",
@@ -53,6 +56,7 @@ HISTOGRAMS = {
     "bridge_webhook_request_duration_seconds",
     "bridge_sqs_call_duration_seconds",
     "bridge_sqs_batch_size",
+    "bridge_event_memory_call_duration_seconds",
 }
 RATED = COUNTERS | {h + s for h in HISTOGRAMS for s in ("_bucket", "_sum", "_count")}
 METRICS = RATED | GAUGES
@@ -62,7 +66,9 @@ LABEL_VALUES = {
                 "overloaded", "shutting_down", "rejected", "unavailable"},
     "reason": {"missing", "duplicate_header", "empty_header", "wrong_api_key", "wrong_signature",
                "raw_secret_refused", "not_allowed", "per_source_limit"},
-    "action": {"SendMessage", "SendMessageBatch", "GetQueueAttributes"},
+    "action": {"SendMessage", "SendMessageBatch", "GetQueueAttributes", "refused", "forwarded"},
+    "result": {"duplicate", "conflict", "takeover"},
+    "operation": {"claim", "take_over", "sent", "probe"},
 }
 LABELS = set(LABEL_VALUES) | {"code", "version", "le", "job", "instance"}
 

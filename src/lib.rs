@@ -11,6 +11,8 @@
 //!   the bridge writes itself instead of the SDK: request bodies, the payload hash).
 //! - `spool`: the durable spool (`BRIDGE_SPOOL_DIR`) for events SQS can't take: the gate
 //!   that keeps each group's order, the writer (group commit to disk), the drainer.
+//! - `memory`: the shared event memory (`BRIDGE_EVENT_MEMORY=dynamodb`): exactly once
+//!   across replicas and beyond SQS's five minutes.
 //! - [`config`]: settings, layered and validated once; [`startup`]: building and running
 //!   the server, and the drain on shutdown; [`telemetry`]: logs and metrics.
 //! - [`cli`]: the command line and its tools (`send-test-event`, `check-config`,
@@ -20,6 +22,7 @@ pub mod cli;
 pub mod config;
 mod forward;
 pub mod http;
+mod memory;
 mod spool;
 mod sqs;
 pub mod startup;

@@ -17,6 +17,7 @@ use crate::forward::keys::MessageGroupId;
 use crate::http::admission::BodyLimits;
 use crate::http::connections::ConnectionGate;
 use crate::http::{self, Admission, AppState};
+use crate::memory::{EventMemory, MemoryKind, Table};
 use crate::spool::Spool;
 use crate::sqs::{Batcher, QueueLimits, ReadinessCache, Sender, SqsQueue};
 
@@ -39,6 +40,8 @@ pub enum StartupError {
     /// `BRIDGE_SPOOL_DIR` can't be used: also a configuration error.
     #[error(transparent)]
     Spool(#[from] crate::spool::OpenError),
+    #[error("BRIDGE_EVENT_MEMORY=dynamodb is built only by Application::build")]
+    SharedMemoryNeedsBuild,
 }
 
 /// The server's TLS configuration from the files configuration names, if any.
@@ -102,18 +105,24 @@ impl Application {
     pub async fn build(config: &Config) -> Result<Self, StartupError> {
         let tls = load_tls(config)?;
         let queue = SqsQueue::from_env(config.queue_url.clone(), config.forward_timeout).await;
-        Self::assemble(config, queue, tls)
+        let memory = event_memory(config).await;
+        Self::assemble(config, queue, memory, tls)
     }
 
     /// Builds the bridge in front of `queue` (tests point its client at LocalStack or
-    /// at a fake SQS).
+    /// at a fake SQS), with the in-process event memory: a configuration naming the
+    /// shared one is refused (it is built by [`Self::build`], for the binary).
     pub fn build_with_queue(config: &Config, queue: SqsQueue) -> Result<Self, StartupError> {
-        Self::assemble(config, queue, load_tls(config)?)
+        if config.event_memory.kind != MemoryKind::Local {
+            return Err(StartupError::SharedMemoryNeedsBuild);
+        }
+        Self::assemble(config, queue, None, load_tls(config)?)
     }
 
     fn assemble(
         config: &Config,
         queue: SqsQueue,
+        memory: Option<EventMemory>,
         tls: Option<Arc<rustls::ServerConfig>>,
     ) -> Result<Self, StartupError> {
         let bind_error = |source| StartupError::Bind {
@@ -175,6 +184,7 @@ impl Application {
             warnings: Arc::new(config.warnings()),
             sources: config.sources.clone(),
             spool,
+            memory,
             connections: Arc::new(ConnectionGate::new(
                 config.sources.clone(),
                 config.max_connections_per_source,
@@ -345,4 +355,19 @@ async fn shutdown_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+/// The shared event memory, with `BRIDGE_EVENT_MEMORY=dynamodb`. Its calls get the
+/// forward budget: they come before the SQS call, which has its own.
+pub async fn event_memory(config: &Config) -> Option<EventMemory> {
+    let MemoryKind::DynamoDb { table } = &config.event_memory.kind else {
+        return None;
+    };
+    let table = Table::from_env(table.clone(), config.forward_timeout).await;
+    Some(EventMemory::new(
+        table,
+        config.event_memory.ttl,
+        config.forward_timeout,
+        config.event_memory.on_error,
+    ))
 }

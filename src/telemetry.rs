@@ -175,6 +175,16 @@ pub mod metric {
     pub const SPOOL_CORRUPT_RECORDS: &str = "bridge_spool_corrupt_records_total";
     /// Spooled events SQS refused for good, kept in the quarantine folder.
     pub const SPOOL_REFUSED_EVENTS: &str = "bridge_spool_refused_events_total";
+    /// Events the shared event memory recognised (`result`: `duplicate`, `conflict`,
+    /// `takeover`).
+    pub const EVENT_MEMORY_HITS: &str = "bridge_event_memory_hits_total";
+    /// Calls to the shared event memory that failed (`operation`).
+    pub const EVENT_MEMORY_ERRORS: &str = "bridge_event_memory_errors_total";
+    /// Each call to the shared event memory (`operation`: `claim`, `take_over`, `sent`).
+    pub const EVENT_MEMORY_SECONDS: &str = "bridge_event_memory_call_duration_seconds";
+    /// Events met while the memory could not be reached (`action`: `refused`,
+    /// `forwarded`, as `BRIDGE_EVENT_MEMORY_ON_ERROR` says).
+    pub const EVENT_MEMORY_UNAVAILABLE: &str = "bridge_event_memory_unavailable_events_total";
 }
 
 static PROMETHEUS: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> =

@@ -70,7 +70,8 @@ pub async fn check_config(config: &Config) -> Report {
         ),
     }
     report.ok(format!("deduplication mode {}", config.dedup.as_str()));
-    if config.dedup == crate::forward::dedup::DedupMode::Timestamp {
+    let shared = config.event_memory.kind != crate::config::MemoryKind::Local;
+    if config.dedup == crate::forward::dedup::DedupMode::Timestamp && !shared {
         report.warn(
             "timestamp deduplication is per process: run one replica, or use BRIDGE_DEDUP=event-id",
         );
@@ -81,6 +82,7 @@ pub async fn check_config(config: &Config) -> Report {
         report.ok(format!("allowed sources: {:?}", config.sources.allowed));
     }
     check_spool(config, &mut report);
+    check_memory(config, &mut report).await;
 
     report.text.push_str("queue\n");
     let queue = SqsQueue::from_env(config.queue_url.clone(), config.forward_timeout).await;
@@ -117,6 +119,23 @@ pub async fn check_config(config: &Config) -> Report {
     }
     check_queue_details(&queue, &mut report).await;
     report
+}
+
+/// The shared event memory, when set: its table must answer a read.
+async fn check_memory(config: &Config, report: &mut Report) {
+    let Some(memory) = crate::startup::event_memory(config).await else {
+        report.ok("events remembered in the process (BRIDGE_EVENT_MEMORY=local)");
+        return;
+    };
+    match memory.probe().await {
+        Ok(()) => report.ok(format!(
+            "event memory: table {} answers; events remembered for {} s, `{}` when it can't be reached",
+            memory.table_name(),
+            config.event_memory.ttl.as_secs(),
+            config.event_memory.on_error.as_str()
+        )),
+        Err(error) => report.fail(format!("event memory: {error}")),
+    }
 }
 
 /// The spool directory, when set: it must take a file and sync it, as `serve` will.

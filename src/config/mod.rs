@@ -28,6 +28,7 @@ use crate::forward::dedup::DedupMode;
 use crate::forward::group::GroupBy;
 use crate::forward::keys::EventSetupId;
 use crate::http::access::SourcePolicy;
+pub use crate::memory::{MemoryKind, MemorySettings, OnError};
 pub use crate::spool::SpoolSettings;
 
 use settings::Settings;
@@ -66,6 +67,10 @@ pub const SETTINGS: &[&str] = &[
     "BRIDGE_SPOOL_DIR",
     "BRIDGE_SPOOL_MAX_BYTES",
     "BRIDGE_SPOOL_ADOPT_INTERVAL_S",
+    "BRIDGE_EVENT_MEMORY",
+    "BRIDGE_EVENT_MEMORY_TABLE",
+    "BRIDGE_EVENT_MEMORY_TTL",
+    "BRIDGE_EVENT_MEMORY_ON_ERROR",
 ];
 
 /// A setting that can't be used, and why. The value itself is never shown: it may be a
@@ -160,6 +165,8 @@ pub struct Config {
     pub tls: Option<TlsFiles>,
     /// The durable spool for events SQS can't take; `None`: such events get `503`.
     pub spool: Option<SpoolSettings>,
+    /// Which memory remembers events, for how long, and what happens when it fails.
+    pub event_memory: MemorySettings,
     /// `BRIDGE_ALLOWED_SOURCES` was given but blank, so every source is allowed: worth a
     /// warning, as it usually means a value that failed to arrive.
     allowed_sources_blank: bool,
@@ -199,6 +206,7 @@ impl fmt::Debug for Config {
             .field("sources", &self.sources)
             .field("tls", &self.tls)
             .field("spool", &self.spool)
+            .field("event_memory", &self.event_memory)
             .field("allowed_sources_blank", &self.allowed_sources_blank)
             .finish()
     }

@@ -123,6 +123,14 @@ pub(super) struct Settings {
     pub spool_max_bytes: Scalar,
     /// How often parts of processes that are gone are looked for.
     pub spool_adopt_interval_s: Scalar,
+    /// `local` or `dynamodb`.
+    pub event_memory: Scalar,
+    /// The DynamoDB table, with `dynamodb`.
+    pub event_memory_table: Option<Scalar>,
+    /// How long events are remembered (`dynamodb`; default 24 h).
+    pub event_memory_ttl: Option<Scalar>,
+    /// `refuse` or `forward` when the memory can't be reached.
+    pub event_memory_on_error: Scalar,
 }
 
 impl Default for Settings {
@@ -163,6 +171,10 @@ impl Default for Settings {
             spool_dir: None,
             spool_max_bytes: (1u64 << 30).into(),
             spool_adopt_interval_s: 10.into(),
+            event_memory: "local".into(),
+            event_memory_table: None,
+            event_memory_ttl: None,
+            event_memory_on_error: "refuse".into(),
         }
     }
 }

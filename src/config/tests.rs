@@ -422,3 +422,85 @@ fn an_allow_list_without_a_metrics_listener_is_warned_about() {
     ]));
     assert!(!warned(&[]));
 }
+
+#[test]
+fn the_event_memory_is_local_unless_a_table_is_named() {
+    use crate::memory::{MemoryKind, OnError};
+    let base = [
+        ("BRIDGE_QUEUE_URL", QUEUE),
+        ("BRIDGE_API_KEYS", "key-aaaa-aaaa-aaaa"),
+    ];
+    let local = load(&base).unwrap().event_memory;
+    assert_eq!(local.kind, MemoryKind::Local);
+    assert_eq!(local.on_error, OnError::Refuse);
+
+    let with = |extra: &[(&'static str, &'static str)]| {
+        let mut pairs = base.to_vec();
+        pairs.extend_from_slice(extra);
+        pairs
+    };
+    let shared = load(&with(&[
+        ("BRIDGE_EVENT_MEMORY", "dynamodb"),
+        ("BRIDGE_EVENT_MEMORY_TABLE", "bridge-events"),
+        ("BRIDGE_EVENT_MEMORY_TTL", "90m"),
+        ("BRIDGE_EVENT_MEMORY_ON_ERROR", "forward"),
+    ]))
+    .unwrap()
+    .event_memory;
+    assert_eq!(
+        shared.kind,
+        MemoryKind::DynamoDb {
+            table: "bridge-events".into()
+        }
+    );
+    assert_eq!(shared.ttl, std::time::Duration::from_mins(90));
+    assert_eq!(shared.on_error, OnError::Forward);
+    let default_ttl = load(&with(&[
+        ("BRIDGE_EVENT_MEMORY", "dynamodb"),
+        ("BRIDGE_EVENT_MEMORY_TABLE", "bridge-events"),
+    ]))
+    .unwrap()
+    .event_memory
+    .ttl;
+    assert_eq!(default_ttl, std::time::Duration::from_hours(24));
+
+    for (bad, setting) in [
+        (
+            vec![("BRIDGE_EVENT_MEMORY", "redis")],
+            "BRIDGE_EVENT_MEMORY",
+        ),
+        (
+            vec![("BRIDGE_EVENT_MEMORY", "dynamodb")],
+            "BRIDGE_EVENT_MEMORY_TABLE",
+        ),
+        (
+            vec![("BRIDGE_EVENT_MEMORY_TABLE", "t-1")],
+            "BRIDGE_EVENT_MEMORY_TABLE",
+        ),
+        (
+            vec![
+                ("BRIDGE_EVENT_MEMORY", "dynamodb"),
+                ("BRIDGE_EVENT_MEMORY_TABLE", "no spaces"),
+            ],
+            "BRIDGE_EVENT_MEMORY_TABLE",
+        ),
+        (
+            vec![
+                ("BRIDGE_EVENT_MEMORY", "dynamodb"),
+                ("BRIDGE_EVENT_MEMORY_TABLE", "t-1"),
+                ("BRIDGE_EVENT_MEMORY_TTL", "1m"),
+            ],
+            "BRIDGE_EVENT_MEMORY_TTL",
+        ),
+        (
+            vec![("BRIDGE_EVENT_MEMORY_TTL", "1h")],
+            "BRIDGE_EVENT_MEMORY_TTL",
+        ),
+        (
+            vec![("BRIDGE_EVENT_MEMORY_ON_ERROR", "ignore")],
+            "BRIDGE_EVENT_MEMORY_ON_ERROR",
+        ),
+    ] {
+        assert_eq!(setting_of(&with(&bad)), setting, "{bad:?}");
+    }
+}

@@ -67,6 +67,21 @@ impl Pipeline {
             .group(setup, &event.parsed, event.body.as_bytes()))
     }
 
+    /// The event's identity across replicas (as `event-id` mode derives it) and its
+    /// body's SHA-256: what the shared event memory keys and compares.
+    #[must_use]
+    pub fn identity(
+        &self,
+        group_id: &MessageGroupId,
+        event: &Event,
+    ) -> (crate::memory::EventKey, [u8; 32]) {
+        let body = event.body.as_bytes();
+        (
+            crate::memory::EventKey(dedup::identity_digest(group_id, &event.parsed, body)),
+            event::body_digest(body),
+        )
+    }
+
     /// The message: the body as received, its group, and its deduplication id (chosen
     /// here, so the checks before it can still refuse without reserving one).
     #[must_use]

@@ -79,6 +79,10 @@ pub enum WebhookError {
         "the event could not be queued, and the bridge's spool can't write to disk; retry later"
     )]
     SpoolFailed,
+    /// The shared event memory could not say whether the event was queued before, and
+    /// `BRIDGE_EVENT_MEMORY_ON_ERROR=refuse`. Its error stays in the log.
+    #[error("the bridge could not check whether this event was queued before; retry later")]
+    EventMemoryUnavailable,
 }
 
 impl From<crate::spool::SpoolError> for WebhookError {
@@ -155,6 +159,7 @@ impl WebhookError {
             Self::Queue(e) =>                 (e.code(),                 (S::SERVICE_UNAVAILABLE, "unavailable", Some(5), WARN)),
             Self::SpoolFull =>                ("spool_full",             (S::SERVICE_UNAVAILABLE, "unavailable", Some(5), WARN)),
             Self::SpoolFailed =>              ("spool_unavailable",      (S::SERVICE_UNAVAILABLE, "unavailable", Some(5), WARN)),
+            Self::EventMemoryUnavailable =>   ("event_memory_unavailable", (S::SERVICE_UNAVAILABLE, "unavailable", Some(5), WARN)),
         };
         Row {
             status,

@@ -18,12 +18,16 @@ use super::error::WebhookError;
 use super::request_log::{EventLog, Finished, request_id};
 use crate::forward::Event;
 use crate::forward::auth::{Pending, Presented};
+use crate::forward::event::ATTR_CONFLICTS_WITH;
+use crate::memory::{Claimed, EventKey, EventMemory, OnError};
 use crate::spool::Delivery;
-use crate::sqs::Readiness;
+use crate::sqs::{OutgoingMessage, Readiness};
 use crate::telemetry::metric;
 
-/// The `200` answer: what SQS accepted (`"accepted"`, with SQS's message id), or what
-/// the spool holds for SQS (`"spooled"`), and under which keys.
+/// The `200` answer: what SQS accepted (`"accepted"`, with SQS's message id), what the
+/// spool holds for SQS (`"spooled"`), or what SQS accepted for an earlier attempt of the
+/// same event, by the shared memory (`"duplicate"`, the first answer's ids), and under
+/// which keys.
 #[derive(Debug, Serialize)]
 pub struct Accepted {
     pub status: &'static str,
@@ -134,7 +138,18 @@ async fn forward(
     if let (Some(max), None) = (too_small, &state.spool) {
         return Err(WebhookError::QueueTooSmall { size, max });
     }
-    let message = state.pipeline.message(event, group_id, attributes);
+    let identity = state
+        .memory
+        .as_ref()
+        .map(|_| state.pipeline.identity(&group_id, &event));
+    let mut message = state.pipeline.message(event, group_id, attributes);
+    let mut remembered = None;
+    if let (Some(memory), Some((key, body_sha256))) = (&state.memory, identity) {
+        match remember(memory, key, &body_sha256, &mut message).await? {
+            Remembered::Duplicate(accepted) => return Ok(accepted),
+            Remembered::Forward(key) => remembered = key,
+        }
+    }
     let group_id = message.group_id.as_str().to_owned();
     let deduplication_id = message.deduplication_id.as_str().to_owned();
     log.group_id = Some(group_id.clone());
@@ -146,6 +161,14 @@ async fn forward(
         Some(spool) if too_small.is_some() => spool.spool(message).await?,
         Some(spool) => spool.forward(&state.sender, message).await?,
     };
+    if let (Some(memory), Some(key), Delivery::Queued(receipt)) =
+        (&state.memory, &remembered, &delivery)
+        && let Err(error) = memory.sent(key, receipt).await
+    {
+        // SQS has it: the answer stands. A repeat finds the record unfinished and is
+        // sent again under the same id (RELIABILITY.md, "The shared event memory").
+        tracing::warn!(error = %error, "could not record a queued event in the event memory");
+    }
     Ok(match delivery {
         Delivery::Queued(receipt) => Accepted {
             status: "accepted",
@@ -162,6 +185,64 @@ async fn forward(
             deduplication_id,
         },
     })
+}
+
+/// What the shared memory made of an event.
+enum Remembered {
+    /// Already queued: the first answer, again.
+    Duplicate(Accepted),
+    /// Forward it (its id and attributes set as the memory says), then mark this key sent
+    /// (`None`: the memory was unreachable and the event goes without it).
+    Forward(Option<EventKey>),
+}
+
+/// Claims the event in the shared memory; the rules are [`crate::memory::decide`]'s.
+async fn remember(
+    memory: &EventMemory,
+    key: EventKey,
+    body_sha256: &[u8; 32],
+    message: &mut OutgoingMessage,
+) -> Result<Remembered, WebhookError> {
+    match memory
+        .claim(&key, body_sha256, &message.deduplication_id)
+        .await
+    {
+        Ok(Claimed::Forward(id)) => {
+            message.deduplication_id = id;
+            Ok(Remembered::Forward(Some(key)))
+        }
+        Ok(Claimed::Duplicate {
+            deduplication_id,
+            receipt,
+        }) => Ok(Remembered::Duplicate(Accepted {
+            status: "duplicate",
+            message_id: Some(receipt.message_id),
+            sequence_number: receipt.sequence_number,
+            group_id: message.group_id.as_str().to_owned(),
+            deduplication_id: deduplication_id.as_str().to_owned(),
+        })),
+        Ok(Claimed::Conflict {
+            key,
+            deduplication_id,
+            first,
+        }) => {
+            message.deduplication_id = deduplication_id;
+            message.attributes.push((ATTR_CONFLICTS_WITH, first));
+            Ok(Remembered::Forward(Some(key)))
+        }
+        Err(error) => {
+            let action = match memory.on_error {
+                OnError::Refuse => "refused",
+                OnError::Forward => "forwarded",
+            };
+            metrics::counter!(metric::EVENT_MEMORY_UNAVAILABLE, "action" => action).increment(1);
+            tracing::warn!(error = %error, action, "the event memory could not be reached");
+            match memory.on_error {
+                OnError::Refuse => Err(WebhookError::EventMemoryUnavailable),
+                OnError::Forward => Ok(Remembered::Forward(None)),
+            }
+        }
+    }
 }
 
 /// `GET /healthz`: the process is alive and serving.

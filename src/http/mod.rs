@@ -50,6 +50,8 @@ pub struct AppState {
     pub readiness: Arc<ReadinessCache>,
     /// The durable spool, when `BRIDGE_SPOOL_DIR` is set.
     pub spool: Option<Spool>,
+    /// The shared event memory, with `BRIDGE_EVENT_MEMORY=dynamodb`.
+    pub memory: Option<crate::memory::EventMemory>,
     /// Open connections per source, checked as each is accepted.
     pub connections: Arc<connections::ConnectionGate>,
 }

@@ -8,7 +8,7 @@
 //! `seq u64 | spooled_at_ms u64 | group u16+bytes | dedup id u16+bytes | attribute count
 //! u8 | (name u8+bytes, value u32+bytes)… | body u32+bytes`, integers little-endian.
 
-use crate::forward::event::{ATTR_EVENT_ID, ATTR_EVENT_TYPE};
+use crate::forward::event::{ATTR_CONFLICTS_WITH, ATTR_EVENT_ID, ATTR_EVENT_TYPE};
 use crate::forward::keys::{DeduplicationId, MessageGroupId};
 use crate::sqs::OutgoingMessage;
 
@@ -19,7 +19,7 @@ pub(super) const HEADER_BYTES: usize = 12;
 const MAX_PAYLOAD_BYTES: usize = 2 * 1024 * 1024;
 
 /// The attribute names a record may carry: the bridge's own.
-const ATTRIBUTE_NAMES: [&str; 2] = [ATTR_EVENT_ID, ATTR_EVENT_TYPE];
+const ATTRIBUTE_NAMES: [&str; 3] = [ATTR_EVENT_ID, ATTR_EVENT_TYPE, ATTR_CONFLICTS_WITH];
 
 /// A record read back.
 #[derive(Debug)]

@@ -11,6 +11,7 @@ mod faults;
 mod forwarding;
 mod health;
 mod helpers;
+mod memory;
 mod observability;
 mod resilience;
 mod spool;

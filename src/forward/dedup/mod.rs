@@ -71,6 +71,13 @@ impl DedupMode {
     }
 }
 
+/// SHA-256 of an event's identity (its group and its id, or its body): the same in
+/// every replica.
+#[must_use]
+pub fn identity_digest(group: &MessageGroupId, event: &ParsedEvent, body: &[u8]) -> [u8; 32] {
+    identity_key(group, event, body).digest()
+}
+
 /// Hands out deduplication ids. Shared by every worker; the lock is held for a few map
 /// operations only.
 #[derive(Debug)]

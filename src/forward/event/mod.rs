@@ -16,6 +16,9 @@ mod reader;
 /// Attribute names consumers can route on without parsing the body.
 pub const ATTR_EVENT_ID: &str = "event_id";
 pub const ATTR_EVENT_TYPE: &str = "event_type";
+/// On an event queued as distinct although the shared memory holds its identity for
+/// another body: the first one's message id (or deduplication id, if not yet queued).
+pub const ATTR_CONFLICTS_WITH: &str = "bridge_conflicts_with";
 
 /// Why a body can't be forwarded. Each variant becomes a `400` that names what to fix.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -1,0 +1,291 @@
+//! The shared event memory (`BRIDGE_EVENT_MEMORY=dynamodb`): "queued exactly once" for
+//! hours and across replicas and restarts, where SQS drops a repeated deduplication id
+//! only within five minutes and the in-process memory ([`crate::forward::dedup`]) lasts
+//! only as long as its process.
+//!
+//! The idempotency-record pattern, one record per event identity (the identity
+//! `event-id` mode uses, [`EventKey`]):
+//! - [`EventMemory::claim`] writes `in-progress` with the deduplication id chosen for the
+//!   event, on condition that no live record exists; when one does, the write's failure
+//!   returns it, so a claim is one call either way.
+//! - [`EventMemory::sent`] marks it `sent` with SQS's message id once SQS has the event.
+//!
+//! What a repeat gets is decided in one place, [`decide`]; `docs/RELIABILITY.md`, "The
+//! shared event memory", argues each choice.
+
+mod dynamo;
+#[cfg(test)]
+mod tests;
+
+use std::time::Duration;
+
+use crate::forward::event::sha256;
+use crate::forward::keys::DeduplicationId;
+use crate::sqs::Receipt;
+use crate::telemetry::metric;
+
+pub use dynamo::{MemoryError, Table};
+
+/// Which memory remembers events (`BRIDGE_EVENT_MEMORY`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MemoryKind {
+    /// In this process only: [`crate::forward::dedup`] (the default).
+    Local,
+    /// A DynamoDB table every replica shares.
+    DynamoDb { table: String },
+}
+
+/// What happens to an event when the shared memory can't be reached
+/// (`BRIDGE_EVENT_MEMORY_ON_ERROR`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnError {
+    /// `503 event_memory_unavailable`: the vendor retries.
+    Refuse,
+    /// Forwarded with SQS's five-minute deduplication only.
+    Forward,
+}
+
+impl OnError {
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Refuse => "refuse",
+            Self::Forward => "forward",
+        }
+    }
+}
+
+/// The memory's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemorySettings {
+    pub kind: MemoryKind,
+    /// How long an event is remembered after its last attempt (`dynamodb`).
+    pub ttl: Duration,
+    pub on_error: OnError,
+}
+
+/// Who an event is, across replicas: SHA-256 of its group and its id (or body), as
+/// `event-id` mode derives it. Hex in the table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventKey(pub [u8; 32]);
+
+impl EventKey {
+    #[must_use]
+    pub fn hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    /// The key of an event whose identity another body already holds: its identity
+    /// and its own body, so its retries find it again and it has a record of its own.
+    #[must_use]
+    pub fn with_body(&self, body_sha256: &[u8; 32]) -> Self {
+        let mut bytes = Vec::with_capacity(65);
+        bytes.extend_from_slice(&self.0);
+        bytes.push(b'c');
+        bytes.extend_from_slice(body_sha256);
+        Self(sha256(&bytes))
+    }
+}
+
+/// A record as the table holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    pub deduplication_id: String,
+    pub body_sha256: String,
+    pub claimed_at_ms: i64,
+    /// `Some` once SQS has the event.
+    pub receipt: Option<Receipt>,
+}
+
+/// What an event's claim found, and so what the bridge does with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// No live record: this attempt holds the event now. Forward it.
+    Fresh,
+    /// SQS has it already: answer `200 "duplicate"` with the first answer, queue nothing.
+    Duplicate {
+        deduplication_id: String,
+        receipt: Receipt,
+    },
+    /// Another attempt holds it (another replica forwarding it now, or one that failed
+    /// or died: `stale`): forward it again under the *same* deduplication id, so SQS
+    /// keeps one of the two.
+    Resend {
+        deduplication_id: String,
+        stale: bool,
+    },
+    /// The identity is held by a different body: a distinct event. Queued as itself,
+    /// under its own key, flagged with the first one's message id (or id).
+    Conflict { first: String },
+}
+
+/// What a claim that found `existing` means for an event with `body_sha256`. An
+/// in-progress record older than `stale_after` belongs to an attempt that has ended
+/// without marking it (its sender was answered `503`, or its process died).
+#[must_use]
+pub fn decide(
+    existing: Option<&Stored>,
+    body_sha256: &str,
+    now_ms: i64,
+    stale_after: Duration,
+) -> Decision {
+    let Some(stored) = existing else {
+        return Decision::Fresh;
+    };
+    if stored.body_sha256 != body_sha256 {
+        return Decision::Conflict {
+            first: stored
+                .receipt
+                .as_ref()
+                .map_or_else(|| stored.deduplication_id.clone(), |r| r.message_id.clone()),
+        };
+    }
+    match &stored.receipt {
+        Some(receipt) => Decision::Duplicate {
+            deduplication_id: stored.deduplication_id.clone(),
+            receipt: receipt.clone(),
+        },
+        None => Decision::Resend {
+            deduplication_id: stored.deduplication_id.clone(),
+            stale: now_ms.saturating_sub(stored.claimed_at_ms)
+                > i64::try_from(stale_after.as_millis()).unwrap_or(i64::MAX),
+        },
+    }
+}
+
+/// The shared memory: the table and how long it remembers.
+#[derive(Debug, Clone)]
+pub struct EventMemory {
+    table: Table,
+    ttl: Duration,
+    /// An in-progress record older than this has no live holder.
+    stale_after: Duration,
+    pub on_error: OnError,
+}
+
+/// What [`EventMemory::claim`] tells the forwarding path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claimed {
+    /// Forward under this deduplication id (the one given, or the first attempt's).
+    Forward(DeduplicationId),
+    /// Already in SQS: answer with these.
+    Duplicate {
+        deduplication_id: DeduplicationId,
+        receipt: Receipt,
+    },
+    /// A distinct event whose identity another body holds: forward under `key` (its own
+    /// record) and this id, flagged with `first`.
+    Conflict {
+        key: EventKey,
+        deduplication_id: DeduplicationId,
+        first: String,
+    },
+}
+
+impl EventMemory {
+    #[must_use]
+    pub fn new(table: Table, ttl: Duration, forward_timeout: Duration, on_error: OnError) -> Self {
+        Self {
+            table,
+            ttl,
+            // The holder has answered by the end of its budget; a second of slack.
+            stale_after: forward_timeout + Duration::from_secs(1),
+            on_error,
+        }
+    }
+
+    /// Claims `key` for an event with `body_sha256`, proposing `proposed` as its id.
+    ///
+    /// # Errors
+    /// The table could not be reached or answered an error (counted).
+    pub async fn claim(
+        &self,
+        key: &EventKey,
+        body_sha256: &[u8; 32],
+        proposed: &DeduplicationId,
+    ) -> Result<Claimed, MemoryError> {
+        let body_hex = hex::encode(body_sha256);
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let existing = self
+            .table
+            .claim(key, proposed.as_str(), &body_hex, now_ms, self.ttl)
+            .await?;
+        let decision = decide(existing.as_ref(), &body_hex, now_ms, self.stale_after);
+        Ok(match decision {
+            Decision::Fresh => Claimed::Forward(proposed.clone()),
+            Decision::Duplicate {
+                deduplication_id,
+                receipt,
+            } => {
+                hit("duplicate");
+                Claimed::Duplicate {
+                    deduplication_id: stored_id(&deduplication_id, proposed),
+                    receipt,
+                }
+            }
+            Decision::Resend {
+                deduplication_id,
+                stale,
+            } => {
+                if stale {
+                    hit("takeover");
+                    let old = existing.as_ref().map_or(0, |s| s.claimed_at_ms);
+                    // Lost to another taker: it forwards under the same id, harmless.
+                    self.table.take_over(key, old, now_ms, self.ttl).await?;
+                }
+                Claimed::Forward(stored_id(&deduplication_id, proposed))
+            }
+            Decision::Conflict { first } => {
+                hit("conflict");
+                let own = key.with_body(body_sha256);
+                let id = DeduplicationId::from_digest(&own.0);
+                tracing::warn!(
+                    first = first.as_str(),
+                    deduplication_id = id.as_str(),
+                    "an event's identity is held by a different body in the event memory; \
+                     queued as a distinct event"
+                );
+                // Its own record, so its retries are found again.
+                match Box::pin(self.claim(&own, body_sha256, &id)).await? {
+                    Claimed::Forward(deduplication_id) => Claimed::Conflict {
+                        key: own,
+                        deduplication_id,
+                        first,
+                    },
+                    other => other,
+                }
+            }
+        })
+    }
+
+    /// Records that SQS has the event under `key`.
+    ///
+    /// # Errors
+    /// The table could not be reached (counted; the event is in SQS all the same).
+    pub async fn sent(&self, key: &EventKey, receipt: &Receipt) -> Result<(), MemoryError> {
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        self.table.mark_sent(key, receipt, now_ms, self.ttl).await
+    }
+
+    #[must_use]
+    pub fn table_name(&self) -> &str {
+        self.table.name()
+    }
+
+    /// Whether the table answers (for `check-config`).
+    ///
+    /// # Errors
+    /// Why it does not.
+    pub async fn probe(&self) -> Result<(), MemoryError> {
+        self.table.probe().await
+    }
+}
+
+/// A stored id parses (the bridge wrote it); one that doesn't keeps this attempt's.
+fn stored_id(stored: &str, proposed: &DeduplicationId) -> DeduplicationId {
+    DeduplicationId::parse(stored).unwrap_or_else(|_| proposed.clone())
+}
+
+fn hit(result: &'static str) {
+    metrics::counter!(metric::EVENT_MEMORY_HITS, "result" => result).increment(1);
+}
