@@ -88,9 +88,12 @@ def check(template):
     if document.get("Version") != "2012-10-17":
         problems.append(f"{where}: Version must be \"2012-10-17\", got {document.get('Version')!r}")
     statements = as_list(document.get("Statement") or [])
-    kms = [s for s in statements if isinstance(s, dict) and "Fn::If" in s]
+    conditional = [s for s in statements if isinstance(s, dict) and "Fn::If" in s]
     statements = [s for s in statements if not (isinstance(s, dict) and "Fn::If" in s)]
+    memory = [s for s in conditional if is_memory_statement(s)]
+    kms = [s for s in conditional if not is_memory_statement(s)]
     problems += [f"{where}: {p}" for p in kms_statements(kms, resources.get(queue_id, {}))]
+    problems += [f"{where}: {p}" for p in memory_statements(memory, resources)]
     if len(statements) != 1:
         problems.append(f"{where}: must have exactly one statement, has {len(statements)}")
 
@@ -145,6 +148,43 @@ def check(template):
 
 
 KMS_ACTIONS = {"kms:generatedatakey", "kms:decrypt"}
+MEMORY_ACTIONS = {"dynamodb:getitem", "dynamodb:putitem", "dynamodb:updateitem"}
+
+
+def is_memory_statement(conditional):
+    branches = conditional["Fn::If"]
+    statement = branches[1] if isinstance(branches, list) and len(branches) == 3 else {}
+    actions = as_list(statement.get("Action", [])) if isinstance(statement, dict) else []
+    return any(isinstance(a, str) and a.lower().startswith("dynamodb:") for a in actions)
+
+
+def memory_statements(conditional, resources):
+    """The optional event-memory statement: at most one, conditional, exactly the three
+    item calls the bridge makes, on the template's own table only."""
+    if not conditional:
+        return []
+    if len(conditional) > 1:
+        return [f"at most one event-memory statement, has {len(conditional)}"]
+    branches = conditional[0]["Fn::If"]
+    if branches[2] != {"Ref": "AWS::NoValue"}:
+        return ["the event-memory statement must be !If [condition, statement, !Ref AWS::NoValue]"]
+    statement = branches[1]
+    problems = []
+    if statement.get("Effect") != "Allow":
+        problems.append("the event-memory statement's Effect must be Allow")
+    for banned in ("NotAction", "NotResource", "NotPrincipal", "Principal", "Condition"):
+        if banned in statement:
+            problems.append(f"the event-memory statement must not use {banned}")
+    actions = [a for a in as_list(statement.get("Action", [])) if isinstance(a, str)]
+    if {a.lower() for a in actions} != MEMORY_ACTIONS or len(actions) != 3:
+        problems.append("the event-memory statement must allow exactly dynamodb:GetItem, "
+                        f"PutItem and UpdateItem, got {actions!r}")
+    targets = as_list(statement.get("Resource", []))
+    table = targets[0].get("Fn::GetAtt", [None])[0] if len(targets) == 1 and isinstance(targets[0], dict) else None
+    if not (table and resources.get(table, {}).get("Type") == "AWS::DynamoDB::Table"
+            and targets[0] == {"Fn::GetAtt": [table, "Arn"]}):
+        problems.append(f"the event-memory statement's Resource must be only the table's ARN, got {targets!r}")
+    return problems
 
 
 def kms_statements(conditional, queue):
@@ -228,7 +268,8 @@ def main(argv):
             print(f"  - {p}", file=sys.stderr)
         return 1
     print(f"check_policy: {path}: bridge policy allows only sqs:SendMessage and "
-          "sqs:GetQueueAttributes on the queue's ARN; queues are retained and TLS-only")
+          "sqs:GetQueueAttributes on the queue's ARN (and, with the event memory, three "
+          "item calls on its table); queues are retained and TLS-only")
     return 0
 
 
