@@ -3,6 +3,7 @@
 do-nothing ceiling, all measured in the same run on the same machine.
 
     bench/run.py [--seconds 5] [--rounds 3] [--connections 64] [--markdown] [--spool]
+                 [--memory]
 
 Builds in release mode, starts the in-repo FAKE SQS (tests/support/fake_sqs.rs, no
 faults) and measures its own rate first, then for each target: time to listen, idle
@@ -16,6 +17,11 @@ With --spool, one more target: the bridge with BRIDGE_SPOOL_DIR (a fresh directo
 $TMPDIR, i.e. this machine's disk) while SQS is down (its endpoint refuses connections),
 so every event is answered from the spool: appended, fdatasync'ed in rounds (group
 commit), then 200 "spooled". Its req/s and p99 are the spool's sync throughput.
+
+With --memory, one more target: the bridge with BRIDGE_EVENT_MEMORY=dynamodb against the
+FAKE DynamoDB (examples/fake_dynamodb.rs), so every event costs a conditional claim and a
+`sent` mark. Its CPU µs/req against the batching bridge's is the memory's own cost in the
+bridge.
 """
 
 import argparse
@@ -43,13 +49,26 @@ TARGETS = {
     "ceiling (200, no forward)": ("ceiling", {}),
 }
 SPOOL_TARGET = "bridge (spool, SQS down)"
+MEMORY_TARGET = "bridge (event memory, fake DynamoDB)"
+FAKE_DYNAMODB = "127.0.0.1:19325"
+MEMORY_TABLE = "bench-events"
+
+
+def start_fake_dynamodb():
+    """The FAKE DynamoDB (examples/fake_dynamodb.rs: the bridge's item calls only, in
+    memory) for --memory; moto, the tests' DynamoDB, answers too few calls per second to
+    show the bridge's own cost."""
+    proc = subprocess.Popen([os.path.join(RELEASE, "examples", "fake_dynamodb"), FAKE_DYNAMODB],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_listening(int(FAKE_DYNAMODB.split(":")[1]), time.monotonic())
+    return proc
 
 
 def build():
     subprocess.run(
         ["cargo", "build", "--release", "--quiet", "--bin", "webhook-sqs-bridge",
          "--example", "fake_sqs", "--example", "ceiling", "--example", "naive_forwarder",
-         "--example", "loadgen"],
+         "--example", "loadgen", "--example", "fake_dynamodb"],
         cwd=ROOT, check=True)
 
 
@@ -114,6 +133,10 @@ def start(kind, extra_env, port, fake=FAKE):
         spool = tempfile.mkdtemp(prefix="bench-spool-")
         env.update({"AWS_ENDPOINT_URL": "http://127.0.0.1:1", "BRIDGE_SPOOL_DIR": spool,
                     "BRIDGE_FORWARD_TIMEOUT_MS": "1000"})
+        kind = "bridge"
+    if kind == "memory":
+        env.update({"BRIDGE_EVENT_MEMORY": "dynamodb", "BRIDGE_EVENT_MEMORY_TABLE": MEMORY_TABLE,
+                    "AWS_ENDPOINT_URL_DYNAMODB": f"http://{FAKE_DYNAMODB}"})
         kind = "bridge"
     queue_url = f"http://{fake}/000000000000/bench.fifo"
     if kind == "bridge":
@@ -334,6 +357,8 @@ def main():
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table too")
     parser.add_argument("--spool", action="store_true",
                         help="also measure the bridge answering from its spool, SQS down")
+    parser.add_argument("--memory", action="store_true",
+                        help="also measure the bridge with the shared event memory (fake DynamoDB)")
     parser.add_argument("--real-sqs", action="store_true",
                         help="only the real-SQS scenario: latency per call and the FIFO quota")
     args = parser.parse_args()
@@ -364,11 +389,16 @@ def main():
         return 0 if all(ok for _, ok in checks) else 1
     if args.spool:
         TARGETS[SPOOL_TARGET] = ("spool", {"BRIDGE_BATCH": "true"})
+    fake_dynamodb = None
+    if args.memory:
+        TARGETS[MEMORY_TARGET] = ("memory", {"BRIDGE_BATCH": "true"})
 
     print("building (release)...", file=sys.stderr)
     build()
     fake = subprocess.Popen([os.path.join(RELEASE, "examples", "fake_sqs"), FAKE],
                             stdout=subprocess.DEVNULL)
+    if args.memory:
+        fake_dynamodb = start_fake_dynamodb()
     names = list(TARGETS)
     rounds = {name: [] for name in names}
     try:
@@ -390,6 +420,9 @@ def main():
     finally:
         fake.send_signal(signal.SIGINT)
         fake.wait(timeout=10)
+        if fake_dynamodb:
+            fake_dynamodb.kill()
+            fake_dynamodb.wait()
 
     results = {name: summarize(runs) for name, runs in rounds.items()}
 
@@ -456,6 +489,12 @@ def main():
         # One call in flight, ten events per call: against SQS's 20 ms per call, 500/s.
         checks.append(("spool: drains at least 10x a vendor's busy rate (100 events/s)",
                        drain["rate"] >= 1000))
+    if args.memory:
+        m = results[MEMORY_TARGET]
+        print("\nevent memory: bridge CPU µs/req with it over without, per round: " + ", ".join(
+            f"{a['cpu_us'] / b['cpu_us']:.2f} ({a['cpu_us'] - b['cpu_us']:.0f} µs more)"
+            for a, b in zip(rounds[MEMORY_TARGET], rounds["bridge (batching)"])))
+        checks.append(("event memory: no non-2xx", m["non_2xx"] == 0))
     print()
     for label, ok in checks:
         print(f"{'PASS' if ok else 'FAIL'}  {label}")

@@ -580,7 +580,7 @@ impl State {
 }
 
 /// Reads one HTTP/1.1 request: returns its `X-Amz-Target`, body, and bytes consumed.
-async fn read_request(
+pub async fn read_request(
     socket: &mut TcpStream,
     buffer: &mut Vec<u8>,
 ) -> Option<(String, Vec<u8>, usize)> {
