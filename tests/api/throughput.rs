@@ -18,18 +18,20 @@ use crate::observability::sample;
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_throttling_storm_is_absorbed_without_503_or_duplicates() {
     let fake = FakeSqs::start().await;
-    // Two calls in flight (where the limit starts) take 100 calls/s: the limit must grow
-    // past what the quota allows, and come back down.
-    fake.set_latency(Some(Duration::from_millis(20)));
-    fake.set_quota(Some(150), false);
+    // Two calls in flight (where the limit starts) take 20 calls/s: the limit must grow
+    // past the 3 in flight the quota allows, and come back down. Long calls and a low
+    // quota, so that the offered load does not depend on this machine's speed: a loaded
+    // debug build could not offer the 150 calls/s of an earlier version.
+    fake.set_latency(Some(Duration::from_millis(100)));
+    fake.set_quota(Some(30), false);
     let app = spawn_against(
         fake.client(),
         &fake.queue_url(),
         &[("BRIDGE_FORWARD_TIMEOUT_MS", "20000")],
     );
-    // 200 senders, 15 events each, one after another per sender: 3,000 events, offered
-    // faster than 150 calls/s (1,500 events/s in full batches) take them.
-    let senders = (0..200).map(|s| {
+    // 100 senders, 15 events each, one after another per sender: 1,500 events, offered
+    // faster than 30 calls/s (300 events/s in full batches) take them.
+    let senders = (0..100).map(|s| {
         let app = &app;
         async move {
             let mut statuses = Vec::new();
@@ -52,7 +54,7 @@ async fn a_throttling_storm_is_absorbed_without_503_or_duplicates() {
             .entry(message.attributes["event_id"].as_str())
             .or_default() += 1;
     }
-    assert_eq!(copies.len(), 3000);
+    assert_eq!(copies.len(), 1500);
     assert!(
         copies.values().all(|n| *n == 1),
         "an event was queued twice"
@@ -70,7 +72,7 @@ async fn a_throttling_storm_is_absorbed_without_503_or_duplicates() {
     let limit: u64 = sample(&metrics, "bridge_sqs_concurrency_limit")
         .parse()
         .unwrap();
-    // 150 calls/s of 20 ms take 3 calls in flight: the limit stays near that.
+    // 30 calls/s of 100 ms take 3 calls in flight: the limit stays near that.
     assert!(
         limit <= 10,
         "the limit did not come down to the quota: {limit}"
@@ -94,7 +96,7 @@ async fn a_throttling_storm_is_absorbed_without_503_or_duplicates() {
 async fn acknowledged_order_holds_with_many_calls_in_flight_and_throttling() {
     let fake = FakeSqs::start().await;
     fake.set_latency(Some(Duration::from_millis(10)));
-    fake.set_quota(Some(60), false);
+    fake.set_quota(Some(100), false);
     let app = spawn_against(
         fake.client(),
         &fake.queue_url(),
