@@ -37,6 +37,7 @@ COUNTERS = {
     "bridge_event_memory_hits_total",
     "bridge_event_memory_errors_total",
     "bridge_event_memory_unavailable_events_total",
+    "bridge_event_memory_evictions_total",
 }
 GAUGES = {
     "bridge_forwards_in_flight",
@@ -51,6 +52,7 @@ GAUGES = {
     "bridge_spool_oldest_event_age_seconds",
     "bridge_open_connections",
     "bridge_sqs_concurrency_limit",
+    "bridge_event_memory_records",
 }
 HISTOGRAMS = {
     "bridge_webhook_request_duration_seconds",
@@ -68,7 +70,7 @@ LABEL_VALUES = {
                "raw_secret_refused", "not_allowed", "per_source_limit"},
     "action": {"SendMessage", "SendMessageBatch", "GetQueueAttributes", "refused", "forwarded"},
     "result": {"duplicate", "conflict", "takeover"},
-    "operation": {"claim", "take_over", "sent", "probe"},
+    "operation": {"claim", "take_over", "sent", "spooled", "probe"},
 }
 LABELS = set(LABEL_VALUES) | {"code", "version", "le", "job", "instance"}
 

@@ -110,13 +110,19 @@ impl Application {
     }
 
     /// Builds the bridge in front of `queue` (tests point its client at LocalStack or
-    /// at a fake SQS), with the in-process event memory: a configuration naming the
+    /// at a fake SQS), with an event memory in the process: a configuration naming the
     /// shared one is refused (it is built by [`Self::build`], for the binary).
     pub fn build_with_queue(config: &Config, queue: SqsQueue) -> Result<Self, StartupError> {
-        if config.event_memory.kind != MemoryKind::Local {
-            return Err(StartupError::SharedMemoryNeedsBuild);
-        }
-        Self::assemble(config, queue, None, load_tls(config)?)
+        let memory = match config.event_memory.kind {
+            MemoryKind::DynamoDb { .. } => return Err(StartupError::SharedMemoryNeedsBuild),
+            MemoryKind::Local => None,
+            MemoryKind::Process { max_events } => Some(EventMemory::in_process(
+                max_events,
+                config.event_memory.ttl,
+                config.forward_timeout,
+            )),
+        };
+        Self::assemble(config, queue, memory, load_tls(config)?)
     }
 
     fn assemble(
@@ -357,17 +363,25 @@ async fn shutdown_signal() {
     }
 }
 
-/// The shared event memory, with `BRIDGE_EVENT_MEMORY=dynamodb`. Its calls get the
-/// forward budget: they come before the SQS call, which has its own.
+/// The event memory, unless `BRIDGE_EVENT_MEMORY=local` without a TTL or a bound. The
+/// table's calls get the forward budget: they come before the SQS call, which has its own.
 pub async fn event_memory(config: &Config) -> Option<EventMemory> {
-    let MemoryKind::DynamoDb { table } = &config.event_memory.kind else {
-        return None;
-    };
-    let table = Table::from_env(table.clone(), config.forward_timeout).await;
-    Some(EventMemory::new(
-        table,
-        config.event_memory.ttl,
-        config.forward_timeout,
-        config.event_memory.on_error,
-    ))
+    let settings = &config.event_memory;
+    match &settings.kind {
+        MemoryKind::Local => None,
+        MemoryKind::Process { max_events } => Some(EventMemory::in_process(
+            *max_events,
+            settings.ttl,
+            config.forward_timeout,
+        )),
+        MemoryKind::DynamoDb { table } => {
+            let table = Table::from_env(table.clone(), config.forward_timeout).await;
+            Some(EventMemory::shared(
+                table,
+                settings.ttl,
+                config.forward_timeout,
+                settings.on_error,
+            ))
+        }
+    }
 }

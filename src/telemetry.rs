@@ -180,11 +180,16 @@ pub mod metric {
     pub const EVENT_MEMORY_HITS: &str = "bridge_event_memory_hits_total";
     /// Calls to the shared event memory that failed (`operation`).
     pub const EVENT_MEMORY_ERRORS: &str = "bridge_event_memory_errors_total";
-    /// Each call to the shared event memory (`operation`: `claim`, `take_over`, `sent`).
+    /// Each call to the shared event memory (`operation`: `claim`, `take_over`, `sent`,
+    /// `spooled`).
     pub const EVENT_MEMORY_SECONDS: &str = "bridge_event_memory_call_duration_seconds";
     /// Events met while the memory could not be reached (`action`: `refused`,
     /// `forwarded`, as `BRIDGE_EVENT_MEMORY_ON_ERROR` says).
     pub const EVENT_MEMORY_UNAVAILABLE: &str = "bridge_event_memory_unavailable_events_total";
+    /// Records the in-process event memory holds, and those it dropped before their TTL
+    /// because it held `BRIDGE_EVENT_MEMORY_MAX_EVENTS`.
+    pub const EVENT_MEMORY_RECORDS: &str = "bridge_event_memory_records";
+    pub const EVENT_MEMORY_EVICTIONS: &str = "bridge_event_memory_evictions_total";
 }
 
 static PROMETHEUS: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> =

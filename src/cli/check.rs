@@ -70,7 +70,10 @@ pub async fn check_config(config: &Config) -> Report {
         ),
     }
     report.ok(format!("deduplication mode {}", config.dedup.as_str()));
-    let shared = config.event_memory.kind != crate::config::MemoryKind::Local;
+    let shared = matches!(
+        config.event_memory.kind,
+        crate::config::MemoryKind::DynamoDb { .. }
+    );
     if config.dedup == crate::forward::dedup::DedupMode::Timestamp && !shared {
         report.warn(
             "timestamp deduplication is per process: run one replica, or use BRIDGE_DEDUP=event-id",
@@ -123,15 +126,27 @@ pub async fn check_config(config: &Config) -> Report {
 
 /// The shared event memory, when set: its table must answer a read.
 async fn check_memory(config: &Config, report: &mut Report) {
+    let ttl = config.event_memory.ttl.as_secs();
+    match &config.event_memory.kind {
+        crate::config::MemoryKind::Local => {
+            report.ok("events remembered for SQS's five minutes, in the process");
+            return;
+        }
+        crate::config::MemoryKind::Process { max_events } => {
+            report.ok(format!(
+                "events remembered for {ttl} s in the process, at most {max_events}"
+            ));
+            return;
+        }
+        crate::config::MemoryKind::DynamoDb { .. } => {}
+    }
     let Some(memory) = crate::startup::event_memory(config).await else {
-        report.ok("events remembered in the process (BRIDGE_EVENT_MEMORY=local)");
         return;
     };
     match memory.probe().await {
         Ok(()) => report.ok(format!(
-            "event memory: table {} answers; events remembered for {} s, `{}` when it can't be reached",
-            memory.table_name(),
-            config.event_memory.ttl.as_secs(),
+            "event memory: {} answers; events remembered for {ttl} s, `{}` when it can't be reached",
+            memory.describe(),
             config.event_memory.on_error.as_str()
         )),
         Err(error) => report.fail(format!("event memory: {error}")),

@@ -10,6 +10,7 @@
 //! - `validate`: those values checked and parsed into [`Config`].
 //! - `warnings`: what is allowed but worth telling the operator.
 
+mod memory;
 mod settings;
 mod sources;
 #[cfg(test)]
@@ -70,6 +71,7 @@ pub const SETTINGS: &[&str] = &[
     "BRIDGE_EVENT_MEMORY",
     "BRIDGE_EVENT_MEMORY_TABLE",
     "BRIDGE_EVENT_MEMORY_TTL",
+    "BRIDGE_EVENT_MEMORY_MAX_EVENTS",
     "BRIDGE_EVENT_MEMORY_ON_ERROR",
 ];
 

@@ -127,8 +127,10 @@ pub(super) struct Settings {
     pub event_memory: Scalar,
     /// The DynamoDB table, with `dynamodb`.
     pub event_memory_table: Option<Scalar>,
-    /// How long events are remembered (`dynamodb`; default 24 h).
+    /// How long events are remembered (default 24 h with `dynamodb`, 5 min with `local`).
     pub event_memory_ttl: Option<Scalar>,
+    /// Most events remembered in the process (`local` with a TTL; default 100,000).
+    pub event_memory_max_events: Option<Scalar>,
     /// `refuse` or `forward` when the memory can't be reached.
     pub event_memory_on_error: Scalar,
 }
@@ -174,6 +176,7 @@ impl Default for Settings {
             event_memory: "local".into(),
             event_memory_table: None,
             event_memory_ttl: None,
+            event_memory_max_events: None,
             event_memory_on_error: "refuse".into(),
         }
     }

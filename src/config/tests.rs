@@ -464,6 +464,25 @@ fn the_event_memory_is_local_unless_a_table_is_named() {
     .ttl;
     assert_eq!(default_ttl, std::time::Duration::from_hours(24));
 
+    // `local` with a TTL or a bound: records in the process, 5 minutes by default.
+    let timed = load(&with(&[("BRIDGE_EVENT_MEMORY_TTL", "2h")]))
+        .unwrap()
+        .event_memory;
+    let bounded = load(&with(&[("BRIDGE_EVENT_MEMORY_MAX_EVENTS", "50")]))
+        .unwrap()
+        .event_memory;
+    let events = |n| MemoryKind::Process {
+        max_events: std::num::NonZeroUsize::new(n).unwrap(),
+    };
+    assert_eq!(
+        (timed.kind, timed.ttl),
+        (events(100_000), std::time::Duration::from_hours(2))
+    );
+    assert_eq!(
+        (bounded.kind, bounded.ttl),
+        (events(50), std::time::Duration::from_mins(5))
+    );
+
     for (bad, setting) in [
         (
             vec![("BRIDGE_EVENT_MEMORY", "redis")],
@@ -493,8 +512,24 @@ fn the_event_memory_is_local_unless_a_table_is_named() {
             "BRIDGE_EVENT_MEMORY_TTL",
         ),
         (
-            vec![("BRIDGE_EVENT_MEMORY_TTL", "1h")],
+            vec![("BRIDGE_EVENT_MEMORY_TTL", "1 fortnight")],
             "BRIDGE_EVENT_MEMORY_TTL",
+        ),
+        (
+            vec![("BRIDGE_EVENT_MEMORY_MAX_EVENTS", "0")],
+            "BRIDGE_EVENT_MEMORY_MAX_EVENTS",
+        ),
+        (
+            vec![("BRIDGE_EVENT_MEMORY_MAX_EVENTS", "lots")],
+            "BRIDGE_EVENT_MEMORY_MAX_EVENTS",
+        ),
+        (
+            vec![
+                ("BRIDGE_EVENT_MEMORY", "dynamodb"),
+                ("BRIDGE_EVENT_MEMORY_TABLE", "t-1"),
+                ("BRIDGE_EVENT_MEMORY_MAX_EVENTS", "1000"),
+            ],
+            "BRIDGE_EVENT_MEMORY_MAX_EVENTS",
         ),
         (
             vec![("BRIDGE_EVENT_MEMORY_ON_ERROR", "ignore")],

@@ -9,10 +9,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret as _, SecretString};
 
 use super::settings::{Layered, List};
-use super::{
-    Config, ConfigError, Listener, LogFormat, MemoryKind, MemorySettings, OnError, SpoolSettings,
-    TlsFiles,
-};
+use super::{Config, ConfigError, Listener, LogFormat, SpoolSettings, TlsFiles};
 use crate::forward::group::GroupBy;
 use crate::forward::keys::EventSetupId;
 use crate::http::access::{self, SourcePolicy};
@@ -209,7 +206,7 @@ pub(super) fn config(layers: &Layered) -> Result<Config, ConfigError> {
     };
 
     let spool = spool(layers, max_body_bytes)?;
-    let event_memory = event_memory(layers)?;
+    let event_memory = super::memory::event_memory(layers)?;
 
     // Given, but blank: counts as unset, with a warning.
     let allowed_sources_blank = layers.settings.allowed_sources.is_some()
@@ -247,93 +244,6 @@ pub(super) fn config(layers: &Layered) -> Result<Config, ConfigError> {
         spool,
         event_memory,
         allowed_sources_blank,
-    })
-}
-
-/// The event memory's settings: a table is required with `dynamodb`, and the TTL (at
-/// least SQS's five minutes, at most a year) applies to it only.
-fn event_memory(layers: &Layered) -> Result<MemorySettings, ConfigError> {
-    let (value, source) = layers.or_default("BRIDGE_EVENT_MEMORY", |s| &s.event_memory);
-    let table = layers.given("BRIDGE_EVENT_MEMORY_TABLE", |s| {
-        s.event_memory_table.as_ref()
-    });
-    let ttl = layers.given("BRIDGE_EVENT_MEMORY_TTL", |s| s.event_memory_ttl.as_ref());
-    let kind = match (value.as_str(), table) {
-        ("local", None) => MemoryKind::Local,
-        ("local", Some((_, source))) => {
-            return Err(ConfigError::new(
-                source,
-                "is set, but BRIDGE_EVENT_MEMORY is `local`; set it to `dynamodb` to use the table",
-            ));
-        }
-        ("dynamodb", Some((table, source))) => {
-            let valid = (3..=255).contains(&table.len())
-                && table
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
-            if !valid {
-                return Err(ConfigError::new(
-                    source,
-                    "must be a DynamoDB table name: 3 to 255 of A-Z, a-z, 0-9, `_`, `-`, `.`",
-                ));
-            }
-            MemoryKind::DynamoDb { table }
-        }
-        ("dynamodb", None) => {
-            return Err(ConfigError::new(
-                "BRIDGE_EVENT_MEMORY_TABLE",
-                "is required with BRIDGE_EVENT_MEMORY=dynamodb",
-            ));
-        }
-        (other, _) => {
-            return Err(ConfigError::new(
-                source,
-                format!("must be `local` or `dynamodb`, got `{other}`"),
-            ));
-        }
-    };
-    let ttl = match (ttl, &kind) {
-        (None, _) => Duration::from_hours(24),
-        (Some((_, source)), MemoryKind::Local) => {
-            return Err(ConfigError::new(
-                source,
-                "applies to BRIDGE_EVENT_MEMORY=dynamodb only (the local memory keeps SQS's \
-                 five-minute window)",
-            ));
-        }
-        (Some((text, source)), MemoryKind::DynamoDb { .. }) => {
-            let ttl = humantime::parse_duration(&text).map_err(|_| {
-                ConfigError::new(
-                    &source,
-                    format!("must be a duration such as `24h` or `90m`, got `{text}`"),
-                )
-            })?;
-            if ttl < crate::forward::dedup::SQS_DEDUP_WINDOW || ttl > Duration::from_hours(24 * 366)
-            {
-                return Err(ConfigError::new(
-                    source,
-                    "must be between 5m (SQS's own window) and 366d",
-                ));
-            }
-            ttl
-        }
-    };
-    let (value, source) =
-        layers.or_default("BRIDGE_EVENT_MEMORY_ON_ERROR", |s| &s.event_memory_on_error);
-    let on_error = match value.as_str() {
-        "refuse" => OnError::Refuse,
-        "forward" => OnError::Forward,
-        other => {
-            return Err(ConfigError::new(
-                source,
-                format!("must be `refuse` or `forward`, got `{other}`"),
-            ));
-        }
-    };
-    Ok(MemorySettings {
-        kind,
-        ttl,
-        on_error,
     })
 }
 
@@ -518,7 +428,11 @@ fn boolean((value, source): (String, String)) -> Result<bool, ConfigError> {
     }
 }
 
-fn number((value, source): &(String, String), min: u64, max: u64) -> Result<usize, ConfigError> {
+pub(super) fn number(
+    (value, source): &(String, String),
+    min: u64,
+    max: u64,
+) -> Result<usize, ConfigError> {
     value
         .parse::<u64>()
         .ok()

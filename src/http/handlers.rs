@@ -161,13 +161,17 @@ async fn forward(
         Some(spool) if too_small.is_some() => spool.spool(message).await?,
         Some(spool) => spool.forward(&state.sender, message).await?,
     };
-    if let (Some(memory), Some(key), Delivery::Queued(receipt)) =
-        (&state.memory, &remembered, &delivery)
-        && let Err(error) = memory.sent(key, receipt).await
-    {
-        // SQS has it: the answer stands. A repeat finds the record unfinished and is
-        // sent again under the same id (RELIABILITY.md, "The shared event memory").
-        tracing::warn!(error = %error, "could not record a queued event in the event memory");
+    if let (Some(memory), Some(key)) = (&state.memory, &remembered) {
+        let marked = match &delivery {
+            Delivery::Queued(receipt) => memory.sent(key, receipt).await,
+            Delivery::Spooled => memory.spooled(key).await,
+        };
+        if let Err(error) = marked {
+            // SQS (or the spool) has it: the answer stands. A repeat finds the record
+            // unfinished and is sent again under the same id (RELIABILITY.md, "The
+            // event memory").
+            tracing::warn!(error = %error, "could not record an event's answer in the event memory");
+        }
     }
     Ok(match delivery {
         Delivery::Queued(receipt) => Accepted {
@@ -216,8 +220,8 @@ async fn remember(
             receipt,
         }) => Ok(Remembered::Duplicate(Accepted {
             status: "duplicate",
-            message_id: Some(receipt.message_id),
-            sequence_number: receipt.sequence_number,
+            sequence_number: receipt.as_ref().and_then(|r| r.sequence_number.clone()),
+            message_id: receipt.map(|r| r.message_id),
             group_id: message.group_id.as_str().to_owned(),
             deduplication_id: deduplication_id.as_str().to_owned(),
         })),
@@ -349,6 +353,9 @@ pub async fn metrics_private(state: web::Data<AppState>) -> HttpResponse {
         metrics::gauge!(metric::OPEN_CONNECTIONS).set(state.connections.open() as f64);
         metrics::gauge!(metric::DEDUP_REMEMBERED)
             .set(state.pipeline.deduplicator.remembered() as f64);
+        if let Some(held) = state.memory.as_ref().and_then(EventMemory::records_held) {
+            metrics::gauge!(metric::EVENT_MEMORY_RECORDS).set(held as f64);
+        }
         if let Some(spool) = &state.spool {
             let backlog = spool.backlog();
             metrics::gauge!(metric::SPOOL_EVENTS).set(backlog.events as f64);

@@ -1,7 +1,7 @@
 //! The event memory's table in DynamoDB: three calls, each one request.
 //!
-//! Items: `id` (the [`EventKey`] in hex, the partition key), `state` (`in-progress` or
-//! `sent`), `dedup_id`, `body_sha256`, `claimed_at_ms`, `expires_at` (epoch seconds:
+//! Items: `id` (the [`EventKey`] in hex, the partition key), `state` (`in-progress`,
+//! `spooled` or `sent`), `dedup_id`, `body_sha256`, `claimed_at_ms`, `expires_at` (epoch seconds:
 //! the table's TTL attribute), and once sent `message_id` and `sequence_number`.
 //! DynamoDB deletes expired items lazily (up to days late), so a claim treats an item
 //! past `expires_at` as absent.
@@ -12,7 +12,7 @@ use std::time::Duration;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 
-use super::{EventKey, Stored};
+use super::{EventKey, Mark, RecordState, Stored};
 use crate::sqs::Receipt;
 use crate::telemetry::metric;
 
@@ -38,6 +38,7 @@ pub struct Table {
 }
 
 const IN_PROGRESS: &str = "in-progress";
+const SPOOLED: &str = "spooled";
 const SENT: &str = "sent";
 
 impl Table {
@@ -131,34 +132,45 @@ impl Table {
         }
     }
 
-    /// Marks the record `sent`, with SQS's answer, for another TTL.
-    pub(super) async fn mark_sent(
+    /// Marks the record `sent` with SQS's answer, or held by a spool (only while it is
+    /// `in-progress`: a spool's copy never overrides SQS's answer), for another TTL.
+    pub(super) async fn mark(
         &self,
         key: &EventKey,
-        receipt: &Receipt,
+        mark: Mark<'_>,
         now_ms: i64,
         ttl: Duration,
     ) -> Result<(), MemoryError> {
-        let mut update = "SET #state = :sent, message_id = :mid, expires_at = :exp".to_owned();
-        let mut call = self
+        let call = self
             .client
             .update_item()
             .table_name(&self.name)
             .key("id", s(key.hex()))
-            .condition_expression("attribute_exists(id)")
             .expression_attribute_names("#state", "state")
-            .expression_attribute_values(":sent", s(SENT))
-            .expression_attribute_values(":mid", s(&receipt.message_id))
             .expression_attribute_values(":exp", n(expires_at(now_ms, ttl)));
-        if let Some(seq) = &receipt.sequence_number {
-            update.push_str(", sequence_number = :seq");
-            call = call.expression_attribute_values(":seq", s(seq));
-        }
-        match self
-            .bounded("sent", call.update_expression(update).send())
-            .await
-        {
-            // Condition: the record expired meanwhile, nothing to mark.
+        let operation = mark.operation();
+        let call = match mark {
+            Mark::Sent(receipt) => {
+                let mut update =
+                    "SET #state = :sent, message_id = :mid, expires_at = :exp".to_owned();
+                let mut call = call
+                    .condition_expression("attribute_exists(id)")
+                    .expression_attribute_values(":sent", s(SENT))
+                    .expression_attribute_values(":mid", s(&receipt.message_id));
+                if let Some(seq) = &receipt.sequence_number {
+                    update.push_str(", sequence_number = :seq");
+                    call = call.expression_attribute_values(":seq", s(seq));
+                }
+                call.update_expression(update)
+            }
+            Mark::Spooled => call
+                .condition_expression("#state = :progress")
+                .update_expression("SET #state = :spooled, expires_at = :exp")
+                .expression_attribute_values(":progress", s(IN_PROGRESS))
+                .expression_attribute_values(":spooled", s(SPOOLED)),
+        };
+        match self.bounded(operation, call.send()).await {
+            // Condition: the record expired meanwhile, or SQS's answer is there already.
             Ok(_) | Err(Failure::Condition(_)) => Ok(()),
             Err(Failure::Error(e)) => Err(e),
         }
@@ -269,17 +281,18 @@ fn stored(item: &HashMap<String, AttributeValue>) -> Option<Stored> {
             .and_then(|v| v.as_n().ok())
             .and_then(|v| v.parse::<i64>().ok())
     };
-    let receipt = match text("state")?.as_str() {
-        SENT => Some(Receipt {
+    let state = match text("state")?.as_str() {
+        SENT => RecordState::Sent(Receipt {
             message_id: text("message_id")?,
             sequence_number: text("sequence_number"),
         }),
-        _ => None,
+        SPOOLED => RecordState::Spooled,
+        _ => RecordState::InProgress,
     };
     Some(Stored {
         deduplication_id: text("dedup_id")?,
         body_sha256: text("body_sha256")?,
         claimed_at_ms: number("claimed_at_ms").unwrap_or(0),
-        receipt,
+        state,
     })
 }

@@ -1,22 +1,28 @@
-//! The shared event memory (`BRIDGE_EVENT_MEMORY=dynamodb`): "queued exactly once" for
-//! hours and across replicas and restarts, where SQS drops a repeated deduplication id
-//! only within five minutes and the in-process memory ([`crate::forward::dedup`]) lasts
-//! only as long as its process.
+//! The event memory: "queued exactly once" for hours, where SQS drops a repeated
+//! deduplication id only within five minutes. Shared by every replica and restart with
+//! `BRIDGE_EVENT_MEMORY=dynamodb` ([`Table`]); in the process with `local` and a TTL or
+//! a bound ([`Records`]). Without either, only the deduplicator's five minutes
+//! ([`crate::forward::dedup`]) apply.
 //!
 //! The idempotency-record pattern, one record per event identity (the identity
 //! `event-id` mode uses, [`EventKey`]):
 //! - [`EventMemory::claim`] writes `in-progress` with the deduplication id chosen for the
 //!   event, on condition that no live record exists; when one does, the write's failure
 //!   returns it, so a claim is one call either way.
-//! - [`EventMemory::sent`] marks it `sent` with SQS's message id once SQS has the event.
+//! - [`EventMemory::sent`] marks it `sent` with SQS's message id once SQS has the event;
+//!   [`EventMemory::spooled`] marks it held by the spool when SQS could not take it.
 //!
 //! What a repeat gets is decided in one place, [`decide`]; `docs/RELIABILITY.md`, "The
 //! shared event memory", argues each choice.
 
 mod dynamo;
+mod local;
+mod store;
 #[cfg(test)]
 mod tests;
 
+use std::num::NonZeroUsize;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::forward::event::sha256;
@@ -25,12 +31,16 @@ use crate::sqs::Receipt;
 use crate::telemetry::metric;
 
 pub use dynamo::{MemoryError, Table};
+pub use local::Records;
+use store::Store;
 
 /// Which memory remembers events (`BRIDGE_EVENT_MEMORY`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MemoryKind {
-    /// In this process only: [`crate::forward::dedup`] (the default).
+    /// The deduplicator's five minutes only, [`crate::forward::dedup`] (the default).
     Local,
+    /// `local` with a TTL or a bound: records in the process ([`Records`]).
+    Process { max_events: NonZeroUsize },
     /// A DynamoDB table every replica shares.
     DynamoDb { table: String },
 }
@@ -59,7 +69,7 @@ impl OnError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemorySettings {
     pub kind: MemoryKind,
-    /// How long an event is remembered after its last attempt (`dynamodb`).
+    /// How long an event is remembered after its last attempt (`dynamodb`, `Process`).
     pub ttl: Duration,
     pub on_error: OnError,
 }
@@ -93,8 +103,34 @@ pub struct Stored {
     pub deduplication_id: String,
     pub body_sha256: String,
     pub claimed_at_ms: i64,
-    /// `Some` once SQS has the event.
-    pub receipt: Option<Receipt>,
+    pub state: RecordState,
+}
+
+/// Where a record's event is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordState {
+    /// An attempt is forwarding it (or ended without saying how).
+    InProgress,
+    /// A replica's spool holds it, synced, and will send it.
+    Spooled,
+    /// SQS has it.
+    Sent(Receipt),
+}
+
+/// What a record is marked with once its attempt knows.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Mark<'a> {
+    Sent(&'a Receipt),
+    Spooled,
+}
+
+impl Mark<'_> {
+    fn operation(self) -> &'static str {
+        match self {
+            Self::Sent(_) => "sent",
+            Self::Spooled => "spooled",
+        }
+    }
 }
 
 /// What an event's claim found, and so what the bridge does with it.
@@ -102,10 +138,11 @@ pub struct Stored {
 pub enum Decision {
     /// No live record: this attempt holds the event now. Forward it.
     Fresh,
-    /// SQS has it already: answer `200 "duplicate"` with the first answer, queue nothing.
+    /// SQS has it already (`receipt`: the first answer), or a spool does (`None`):
+    /// answer `200 "duplicate"`, queue nothing.
     Duplicate {
         deduplication_id: String,
-        receipt: Receipt,
+        receipt: Option<Receipt>,
     },
     /// Another attempt holds it (another replica forwarding it now, or one that failed
     /// or died: `stale`): forward it again under the *same* deduplication id, so SQS
@@ -134,18 +171,22 @@ pub fn decide(
     };
     if stored.body_sha256 != body_sha256 {
         return Decision::Conflict {
-            first: stored
-                .receipt
-                .as_ref()
-                .map_or_else(|| stored.deduplication_id.clone(), |r| r.message_id.clone()),
+            first: match &stored.state {
+                RecordState::Sent(receipt) => receipt.message_id.clone(),
+                _ => stored.deduplication_id.clone(),
+            },
         };
     }
-    match &stored.receipt {
-        Some(receipt) => Decision::Duplicate {
+    match &stored.state {
+        RecordState::Sent(receipt) => Decision::Duplicate {
             deduplication_id: stored.deduplication_id.clone(),
-            receipt: receipt.clone(),
+            receipt: Some(receipt.clone()),
         },
-        None => Decision::Resend {
+        RecordState::Spooled => Decision::Duplicate {
+            deduplication_id: stored.deduplication_id.clone(),
+            receipt: None,
+        },
+        RecordState::InProgress => Decision::Resend {
             deduplication_id: stored.deduplication_id.clone(),
             stale: now_ms.saturating_sub(stored.claimed_at_ms)
                 > i64::try_from(stale_after.as_millis()).unwrap_or(i64::MAX),
@@ -153,10 +194,10 @@ pub fn decide(
     }
 }
 
-/// The shared memory: the table and how long it remembers.
+/// The memory: where its records live and how long it keeps them.
 #[derive(Debug, Clone)]
 pub struct EventMemory {
-    table: Table,
+    store: Store,
     ttl: Duration,
     /// An in-progress record older than this has no live holder.
     stale_after: Duration,
@@ -168,10 +209,10 @@ pub struct EventMemory {
 pub enum Claimed {
     /// Forward under this deduplication id (the one given, or the first attempt's).
     Forward(DeduplicationId),
-    /// Already in SQS: answer with these.
+    /// Already in SQS (or in a spool: no receipt): answer with these.
     Duplicate {
         deduplication_id: DeduplicationId,
-        receipt: Receipt,
+        receipt: Option<Receipt>,
     },
     /// A distinct event whose identity another body holds: forward under `key` (its own
     /// record) and this id, flagged with `first`.
@@ -183,10 +224,28 @@ pub enum Claimed {
 }
 
 impl EventMemory {
+    /// The memory every replica shares, in `table`.
     #[must_use]
-    pub fn new(table: Table, ttl: Duration, forward_timeout: Duration, on_error: OnError) -> Self {
+    pub fn shared(
+        table: Table,
+        ttl: Duration,
+        forward_timeout: Duration,
+        on_error: OnError,
+    ) -> Self {
+        Self::new(Store::Table(table), ttl, forward_timeout, on_error)
+    }
+
+    /// The memory in this process, of at most `max_events` records (it can't fail, so
+    /// `BRIDGE_EVENT_MEMORY_ON_ERROR` has nothing to say).
+    #[must_use]
+    pub fn in_process(max_events: NonZeroUsize, ttl: Duration, forward_timeout: Duration) -> Self {
+        let records = Arc::new(Records::new(max_events));
+        Self::new(Store::Local(records), ttl, forward_timeout, OnError::Refuse)
+    }
+
+    fn new(store: Store, ttl: Duration, forward_timeout: Duration, on_error: OnError) -> Self {
         Self {
-            table,
+            store,
             ttl,
             // The holder has answered by the end of its budget; a second of slack.
             stale_after: forward_timeout + Duration::from_secs(1),
@@ -207,7 +266,7 @@ impl EventMemory {
         let body_hex = hex::encode(body_sha256);
         let now_ms = chrono::Utc::now().timestamp_millis();
         let existing = self
-            .table
+            .store
             .claim(key, proposed.as_str(), &body_hex, now_ms, self.ttl)
             .await?;
         let decision = decide(existing.as_ref(), &body_hex, now_ms, self.stale_after);
@@ -231,7 +290,7 @@ impl EventMemory {
                     hit("takeover");
                     let old = existing.as_ref().map_or(0, |s| s.claimed_at_ms);
                     // Lost to another taker: it forwards under the same id, harmless.
-                    self.table.take_over(key, old, now_ms, self.ttl).await?;
+                    self.store.take_over(key, old, now_ms, self.ttl).await?;
                 }
                 Claimed::Forward(stored_id(&deduplication_id, proposed))
             }
@@ -263,13 +322,40 @@ impl EventMemory {
     /// # Errors
     /// The table could not be reached (counted; the event is in SQS all the same).
     pub async fn sent(&self, key: &EventKey, receipt: &Receipt) -> Result<(), MemoryError> {
-        let now_ms = chrono::Utc::now().timestamp_millis();
-        self.table.mark_sent(key, receipt, now_ms, self.ttl).await
+        self.mark(key, Mark::Sent(receipt)).await
     }
 
+    /// Records that a spool holds the event under `key`, synced: a repeat is answered
+    /// `duplicate` rather than sent again (to be queued twice when the drain comes more
+    /// than five minutes later).
+    ///
+    /// # Errors
+    /// The table could not be reached (counted; the spool has the event all the same).
+    pub async fn spooled(&self, key: &EventKey) -> Result<(), MemoryError> {
+        self.mark(key, Mark::Spooled).await
+    }
+
+    async fn mark(&self, key: &EventKey, mark: Mark<'_>) -> Result<(), MemoryError> {
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        self.store.mark(key, mark, now_ms, self.ttl).await
+    }
+
+    /// Where the records are, for `check-config` and logs.
     #[must_use]
-    pub fn table_name(&self) -> &str {
-        self.table.name()
+    pub fn describe(&self) -> String {
+        match &self.store {
+            Store::Table(table) => format!("table {}", table.name()),
+            Store::Local(_) => "this process".to_owned(),
+        }
+    }
+
+    /// How many records the process holds (`None`: they are in the table).
+    #[must_use]
+    pub fn records_held(&self) -> Option<usize> {
+        match &self.store {
+            Store::Table(_) => None,
+            Store::Local(records) => Some(records.len()),
+        }
     }
 
     /// Whether the table answers (for `check-config`).
@@ -277,7 +363,7 @@ impl EventMemory {
     /// # Errors
     /// Why it does not.
     pub async fn probe(&self) -> Result<(), MemoryError> {
-        self.table.probe().await
+        self.store.probe().await
     }
 }
 

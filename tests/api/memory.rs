@@ -1,7 +1,8 @@
-//! The shared event memory (`BRIDGE_EVENT_MEMORY=dynamodb`): real bridge processes
+//! The event memory. Shared (`BRIDGE_EVENT_MEMORY=dynamodb`): real bridge processes
 //! sharing one table in moto's DynamoDB server (open source; LocalStack's DynamoDB is
 //! Amazon's DynamoDB Local, whose licence we can't use) and one queue in LocalStack
-//! (or, where an SQS call must hang while a process is killed, the FAKE SQS).
+//! (or, where an SQS call must hang or fail, the FAKE SQS). In the process (`local` with a
+//! TTL and a bound): the bridge against LocalStack.
 
 use std::io::BufRead as _;
 use std::process::{Child, Stdio};
@@ -15,8 +16,8 @@ use serde_json::Value;
 
 use crate::fake_sqs::FakeSqs;
 use crate::helpers::{
-    API_KEY, bridge_command, create_queue, drain_queue, localstack_env, message_attribute, sqs,
-    start_bridge, workn_event,
+    API_KEY, bridge_command, create_queue, drain_queue, localstack_env, message_attribute,
+    spawn_app, sqs, start_bridge, workn_event,
 };
 
 const TABLE: &str = "bridge-events";
@@ -391,4 +392,115 @@ async fn an_unreachable_memory_refuses_or_forwards_as_configured() {
     let messages = drain_queue(&sqs, &queue_url, 1).await;
     assert_eq!(messages.len(), 1, "only the forwarded one");
     assert!(messages[0].body().unwrap().contains("memory-down-2"));
+}
+
+/// A spooled event's record says so: a repeat on another replica is answered
+/// `duplicate` without calling SQS (during the outage it would have got `503`), and the
+/// drain queues the event once.
+#[tokio::test]
+async fn a_spooled_event_is_a_duplicate_on_every_replica_and_queued_once_by_the_drain() {
+    let moto = Moto::start().await;
+    let fake = FakeSqs::start().await;
+    let dir = std::env::temp_dir().join(format!("bridge-memory-{}", uuid::Uuid::new_v4()));
+    let spool = dir.to_str().unwrap().to_owned();
+    let settings = [
+        ("BRIDGE_DEDUP", "event-id"),
+        ("BRIDGE_FORWARD_TIMEOUT_MS", "1000"),
+    ];
+    let mut spooling = settings.to_vec();
+    spooling.push(("BRIDGE_SPOOL_DIR", spool.as_str()));
+    let first = Bridge::on_fake(&fake, &moto.endpoint, &spooling);
+    let second = Bridge::on_fake(&fake, &moto.endpoint, &settings);
+    let event = workn_event("memory-spooled");
+
+    fake.set_outage(true);
+    let (status, spooled) = first.post(&event).await;
+    assert_eq!(
+        (status, spooled["status"].as_str()),
+        (200, Some("spooled")),
+        "{spooled}"
+    );
+    let dedup = spooled["deduplication_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        moto.records().await,
+        [(dedup.clone(), "spooled".to_owned())]
+    );
+    let calls = fake.calls("SendMessage") + fake.calls("SendMessageBatch");
+    let (status, again) = second.post(&event).await;
+    assert_eq!(
+        (status, again["status"].as_str()),
+        (200, Some("duplicate")),
+        "{again}"
+    );
+    assert_eq!(again["deduplication_id"].as_str(), Some(dedup.as_str()));
+    assert!(
+        again["message_id"].is_null(),
+        "SQS has not answered for it yet"
+    );
+    assert_eq!(
+        fake.calls("SendMessage") + fake.calls("SendMessageBatch"),
+        calls,
+        "the repeat was not sent"
+    );
+
+    fake.set_outage(false);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while fake.stored_count() == 0 {
+        assert!(Instant::now() < deadline, "the spool was not drained");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (_, after) = second.post(&event).await;
+    assert_eq!(after["status"], "duplicate");
+    let stored = fake.stored();
+    assert_eq!(stored.len(), 1, "queued once: {stored:?}");
+    assert_eq!(stored[0].deduplication_id, dedup);
+    drop((first, second));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// One replica, the memory in the process (`local` with a TTL and a bound): a repeat is
+/// answered `duplicate` without SQS; once the bound drops its record (counted), a repeat
+/// goes to SQS again under its id, and SQS drops the copy.
+#[tokio::test]
+async fn the_memory_in_the_process_answers_repeats_and_evicts_its_oldest_record_when_full() {
+    let app = spawn_app(&[
+        ("BRIDGE_EVENT_MEMORY_TTL", "2h"),
+        ("BRIDGE_EVENT_MEMORY_MAX_EVENTS", "2"),
+        ("BRIDGE_DEDUP", "event-id"),
+    ])
+    .await;
+    let post = |body: String| {
+        let app = &app;
+        async move {
+            let response = app.post_signed(&body).await;
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.unwrap())
+        }
+    };
+    let metrics = || async { app.get("/metrics").await.text().await.unwrap() };
+    let (status, first) = post(workn_event("local-a")).await;
+    assert_eq!((status, first["status"].as_str()), (200, Some("accepted")));
+    let (status, repeat) = post(workn_event("local-a")).await;
+    assert_eq!(
+        (status, repeat["status"].as_str()),
+        (200, Some("duplicate"))
+    );
+    assert_eq!(repeat["message_id"], first["message_id"]);
+    assert_eq!(repeat["deduplication_id"], first["deduplication_id"]);
+
+    // Two more events: `local-a`'s record is the least recently written and goes.
+    post(workn_event("local-b")).await;
+    post(workn_event("local-c")).await;
+    let text = metrics().await;
+    assert!(
+        text.contains("bridge_event_memory_evictions_total 1"),
+        "{text}"
+    );
+    assert!(text.contains("bridge_event_memory_records 2"), "{text}");
+    let (status, resent) = post(workn_event("local-a")).await;
+    assert_eq!((status, resent["status"].as_str()), (200, Some("accepted")));
+    assert_eq!(resent["deduplication_id"], first["deduplication_id"]);
+
+    let bodies = app.queued_bodies(3).await;
+    assert_eq!(bodies.len(), 3, "a, b and c once each: {bodies:?}");
 }
