@@ -1,10 +1,10 @@
 //! FAKE SQS as a process, for the benchmarks: `cargo run --release --example fake_sqs --
 //! 127.0.0.1:9324 [--latency-ms MS] [--hang-ms MS] [--quota CALLS_PER_S]
-//! [--high-throughput]`. `GET /stats` reports calls per action, messages stored and calls
-//! throttled. `--latency-ms`: every call is answered that much later (a region's round
-//! trip). `--hang-ms`: the same, through a fault (the memory benchmark). `--quota`:
-//! SQS's FIFO quota per action (300 in SQS), per partition of message groups with
-//! `--high-throughput`; calls beyond it are throttled.
+//! [--high-throughput]`. `GET /stats` reports calls per action, messages stored, entries
+//! accepted (repeats dropped included) and calls throttled. `--latency-ms`: every call is
+//! answered that much later (a region's round trip). `--hang-ms`: the same, through a
+//! fault (the memory benchmark). `--quota`: SQS's FIFO quota per action (300 in SQS), per
+//! partition of message groups with `--high-throughput`; calls beyond it are throttled.
 
 #[path = "../tests/support/fake_sqs.rs"]
 mod fake_sqs;

@@ -5,6 +5,9 @@
 //!  [--secret S] [--mode webhook|sqs] [--threads 1] [--enterprises 1]`
 //!
 //! `--prepare N` builds and signs N requests per connection before the clock starts.
+//! `--rate R`: open loop instead. Request k is sent at k/R seconds, whatever the answers
+//! so far, on an idle connection or a new one; its latency counts from when it was due
+//! (so a backlog shows in it). All R × seconds requests are prepared first.
 //! `--mode sqs` posts `SendMessage` calls straight to an SQS endpoint (the fake's own rate).
 
 // Statistics over request counts: precision far beyond what these casts could lose.
@@ -131,6 +134,54 @@ async fn connection(i: usize, target: Target, prepared: Vec<Vec<u8>>, until: Ins
     tally
 }
 
+/// The open loop (`--rate`): every request due at its time, on an idle connection or a
+/// new one.
+async fn open_loop(target: Target, requests: Vec<Vec<u8>>, rate: f64) -> Tally {
+    use std::sync::{Arc, Mutex};
+    let idle: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+    let started = tokio::time::Instant::now();
+    let mut tasks = Vec::with_capacity(requests.len());
+    for (k, request) in requests.into_iter().enumerate() {
+        let due = started + Duration::from_secs_f64(k as f64 / rate);
+        tokio::time::sleep_until(due).await;
+        let idle = Arc::clone(&idle);
+        let host = target.host.clone();
+        tasks.push(tokio::spawn(async move {
+            let reused = idle.lock().unwrap().pop();
+            let mut socket = match reused {
+                Some(s) => s,
+                None => {
+                    let s = TcpStream::connect(&host).await.ok()?;
+                    let _ = s.set_nodelay(true);
+                    s
+                }
+            };
+            let mut buffer = Vec::with_capacity(4096);
+            let (status, keep_alive) = exchange(&mut socket, &request, &mut buffer).await?;
+            let latency = due.elapsed();
+            if keep_alive {
+                idle.lock().unwrap().push(socket);
+            }
+            Some((status, latency))
+        }));
+    }
+    let mut tally = Tally::default();
+    for task in tasks {
+        match task.await.unwrap() {
+            Some((status, latency)) => {
+                tally
+                    .latencies_us
+                    .push(u32::try_from(latency.as_micros()).unwrap_or(u32::MAX));
+                if !(200..300).contains(&status) {
+                    tally.non_2xx += 1;
+                }
+            }
+            None => tally.errors += 1,
+        }
+    }
+    tally
+}
+
 #[derive(Clone)]
 struct Target {
     host: String,
@@ -182,6 +233,9 @@ fn main() {
     let secret = arg("--secret", "bench-shared-secret");
     let threads: usize = arg("--threads", "1").parse().unwrap();
     let per_connection: u64 = arg("--prepare", "4000").parse().unwrap();
+    let rate: Option<f64> = std::env::args()
+        .any(|a| a == "--rate")
+        .then(|| arg("--rate", "0").parse().unwrap());
     let rest = url.strip_prefix("http://").expect("an http:// URL");
     let (host, path) = rest
         .split_once('/')
@@ -192,6 +246,32 @@ fn main() {
         mode,
         secret,
     };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+        .unwrap();
+    if let Some(rate) = rate {
+        let total = (rate * seconds).ceil() as u64;
+        let requests = (0..total)
+            .map(|k| {
+                let i = (k % connections as u64) as usize;
+                request(
+                    i,
+                    k,
+                    &target.host,
+                    &target.path,
+                    &target.mode,
+                    &target.secret,
+                )
+            })
+            .collect();
+        let started = Instant::now();
+        eprintln!("started");
+        let tally = runtime.block_on(open_loop(target, requests, rate));
+        report(&[tally], started.elapsed().as_secs_f64());
+        return;
+    }
     let prepared: Vec<Vec<Vec<u8>>> = (0..connections)
         .map(|i| {
             (0..per_connection)
@@ -208,12 +288,9 @@ fn main() {
                 .collect()
         })
         .collect();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
-        .enable_all()
-        .build()
-        .unwrap();
     let started = Instant::now();
+    // For a caller that samples counters during the run: the clock starts now.
+    eprintln!("started");
     let until = started + Duration::from_secs_f64(seconds);
     let tallies = runtime.block_on(async {
         let tasks: Vec<_> = prepared
@@ -227,7 +304,11 @@ fn main() {
         }
         all
     });
-    let elapsed = started.elapsed().as_secs_f64();
+    report(&tallies, started.elapsed().as_secs_f64());
+}
+
+/// One JSON line: requests answered, their rate, latency percentiles, failures.
+fn report(tallies: &[Tally], elapsed: f64) {
     let mut latencies: Vec<u32> = tallies
         .iter()
         .flat_map(|t| t.latencies_us.iter().copied())

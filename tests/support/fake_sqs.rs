@@ -119,6 +119,8 @@ struct State {
     /// Off for benchmarks: count messages without keeping their bodies.
     keep_messages: bool,
     stored_count: AtomicU64,
+    /// Entries answered as sent, repeats SQS drops included.
+    accepted_count: AtomicU64,
     /// The queue's `MaximumMessageSize`; 0: not reported, not enforced.
     max_message_size: AtomicUsize,
     /// Added to every SQS call's answer, like a real region's round trip.
@@ -171,6 +173,7 @@ impl FakeSqs {
             calls: Mutex::new(HashMap::new()),
             keep_messages,
             stored_count: AtomicU64::new(0),
+            accepted_count: AtomicU64::new(0),
             max_message_size: AtomicUsize::new(0),
             latency: Mutex::new(None),
             quota: Mutex::new(None),
@@ -342,6 +345,7 @@ impl State {
     /// Stores one message unless its deduplication id was seen in the last 5 minutes;
     /// either way returns its message id and sequence number, as SQS does.
     fn store(&self, entry: &Entry<'_>) -> (String, u64) {
+        self.accepted_count.fetch_add(1, Ordering::SeqCst);
         let mut dedup = self.dedup.lock().unwrap();
         if let Some((id, seq, at)) = dedup.get(entry.message_deduplication_id.as_ref())
             && at.elapsed() < Duration::from_mins(5)
@@ -404,7 +408,7 @@ async fn serve(mut socket: TcpStream, state: Arc<State>) {
             // Not an SQS call (no X-Amz-Target): the stats page, for benchmarks.
             let calls = state.calls.lock().unwrap().clone();
             let page =
-                json!({ "stored": state.stored_count.load(Ordering::SeqCst), "calls": calls, "throttled": state.throttled.load(Ordering::SeqCst) })
+                json!({ "stored": state.stored_count.load(Ordering::SeqCst), "accepted": state.accepted_count.load(Ordering::SeqCst), "calls": calls, "throttled": state.throttled.load(Ordering::SeqCst) })
                     .to_string();
             let head = format!(
                 "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",

@@ -183,7 +183,7 @@ async fn dispatch<S: SendBatch>(
         let control = Arc::clone(&control);
         tokio::spawn(async move {
             let started = Instant::now();
-            let congested = send(sink.as_ref(), batch.entries, &resubmit).await;
+            let (congested, again) = send(sink.as_ref(), batch.entries, &resubmit).await;
             let signal = match (congested, full) {
                 (true, _) => Signal::Congested,
                 (false, true) => Signal::Full,
@@ -195,6 +195,15 @@ async fn dispatch<S: SendBatch>(
                 control.record(started.elapsed(), signal, limited);
             }
             call_ended.notify_one();
+            // After a short pause, so a throttled queue is not hammered; the call's slot
+            // is free meanwhile. Each keeps its deduplication id, so a copy SQS did store
+            // is dropped.
+            if !again.is_empty() {
+                tokio::time::sleep(ENTRY_RETRY_DELAY).await;
+                for pending in again {
+                    let _ = resubmit.send(pending);
+                }
+            }
         });
     }
 }
@@ -256,13 +265,14 @@ fn refused_for_an_entry(error: &SendError) -> bool {
     matches!(error, SendError::Invalid { .. })
 }
 
-/// One batch call, and each entry's answer. Whether SQS was congested: it throttled the
-/// call or an entry, or failed it on its side (5xx).
+/// One batch call, and each entry's answer. Whether SQS was congested (it throttled the
+/// call or an entry, or failed it on its side: 5xx), and the entries to send again after
+/// a pause.
 async fn send<S: SendBatch>(
     sink: &S,
     batch: Vec<Pending>,
     resubmit: &mpsc::UnboundedSender<Pending>,
-) -> bool {
+) -> (bool, Vec<Pending>) {
     let messages = batch.iter().map(|p| p.message.clone()).collect();
     let deadline = batch
         .iter()
@@ -284,13 +294,13 @@ async fn send<S: SendBatch>(
                 pending.alone = true;
                 let _ = resubmit.send(pending);
             }
-            false
+            (false, Vec::new())
         }
         Err(error) if retryable(&error) => {
             // SQS's trouble, not the events': again, with the same keys, while their
             // budget lasts (the dispatcher drops those past their deadline).
             let congested = congested(&error);
-            tokio::time::sleep(ENTRY_RETRY_DELAY).await;
+            let mut again = Vec::with_capacity(batch.len());
             for mut pending in batch {
                 // Throttling and SQS's own faults are retried for as long as the budget
                 // lasts; a network failure or a timeout only a few times.
@@ -300,16 +310,16 @@ async fn send<S: SendBatch>(
                 if pending.attempts > MAX_CALL_RETRIES {
                     let _ = pending.reply.send(Err(error.clone()));
                 } else {
-                    let _ = resubmit.send(pending);
+                    again.push(pending);
                 }
             }
-            congested
+            (congested, again)
         }
         Err(error) => {
             for pending in batch {
                 let _ = pending.reply.send(Err(error.clone()));
             }
-            false
+            (false, Vec::new())
         }
         Ok(results) => {
             let mut congested = false;
@@ -334,15 +344,7 @@ async fn send<S: SendBatch>(
                     }
                 }
             }
-            if !retries.is_empty() {
-                // A short pause, so a throttled queue is not hammered; the entry keeps its
-                // deduplication id, so a copy SQS did store is dropped.
-                tokio::time::sleep(ENTRY_RETRY_DELAY).await;
-                for pending in retries {
-                    let _ = resubmit.send(pending);
-                }
-            }
-            congested
+            (congested, retries)
         }
     }
 }
