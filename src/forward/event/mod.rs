@@ -297,6 +297,17 @@ fn attribute_value(name: &'static str, value: &str) -> Result<String, EventError
     Ok(value.to_owned())
 }
 
+/// `YYYY-MM-DDTHH:MM:SS`, a real date and time. The format is parsed once: chrono's
+/// `parse_from_str` parses its format string on every call (measured in `perf`).
+fn is_utc_datetime(text: &str) -> bool {
+    use chrono::format::{Item, Parsed, StrftimeItems, parse};
+    static ITEMS: std::sync::LazyLock<Vec<Item<'static>>> =
+        std::sync::LazyLock::new(|| StrftimeItems::new("%Y-%m-%dT%H:%M:%S").collect());
+    let mut parsed = Parsed::new();
+    parse(&mut parsed, text, ITEMS.iter()).is_ok()
+        && parsed.to_naive_datetime_with_offset(0).is_ok()
+}
+
 fn read_event(object: &Map<String, Value>) -> Result<ParsedEvent, EventError> {
     // WorkN common parameters, checked where present.
     integer(object, "mkt_id")?;
@@ -305,8 +316,7 @@ fn read_event(object: &Map<String, Value>) -> Result<ParsedEvent, EventError> {
     string(object, "ext_customer_id", false)?;
     string(object, "ext_branch_id", false)?;
     if let Some(when) = string(object, "event_datetime", false)? {
-        let valid = when.len() == 19
-            && chrono::NaiveDateTime::parse_from_str(when, "%Y-%m-%dT%H:%M:%S").is_ok();
+        let valid = when.len() == 19 && is_utc_datetime(when);
         if !valid {
             return Err(EventError::Field {
                 field: "event_datetime",
