@@ -12,11 +12,10 @@
 //! bridge's own: string attributes, no delay, no system attributes). Anything else is left
 //! to the SDK. Tests compare both serializations of the same inputs.
 //!
-//! The bridge's calls also carry their bodies beside the SDK input, in [`Bodies`], so a
-//! held body is never copied into a call: the SDK's input owns its strings.
+//! The bridge's calls carry their bodies beside the SDK input ([`super::bodies`]), and
+//! [`Writer`] writes those.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 
 use aws_sdk_sqs::config::interceptors::BeforeSerializationInterceptorContextMut;
 use aws_sdk_sqs::config::{ConfigBag, Intercept, RuntimeComponents};
@@ -28,8 +27,8 @@ use aws_smithy_runtime_api::client::interceptors::context::Input;
 use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
 use aws_smithy_runtime_api::client::ser_de::{SerializeRequest, SharedRequestSerializer};
 use aws_smithy_types::body::SdkBody;
-use aws_smithy_types::config_bag::{Storable, StoreReplace};
 
+use super::bodies::{CallBodies, WroteBodies};
 use crate::sqs::message::MessageBody;
 
 /// The interceptor that puts this module's serializers in place of the SDK's.
@@ -71,72 +70,6 @@ impl Intercept for SqsJson {
             cfg.interceptor_state().store_put(serializer.clone());
         }
         Ok(())
-    }
-}
-
-/// One call's message bodies, in entry order, written in place of the input's own (which
-/// the bridge leaves empty). Installed on the call as an interceptor, which hands them to
-/// [`Writer`] and makes sure it was [`Writer`] that wrote the call: the SDK's serializer
-/// would send the empty placeholders. [`Writer`] lets go of them once written, so a call
-/// in flight holds its bodies only in its request, as it would with the SDK's input.
-#[derive(Debug)]
-pub(crate) struct Bodies(Mutex<Option<Vec<MessageBody>>>);
-
-impl Bodies {
-    pub(crate) fn new(bodies: Vec<MessageBody>) -> Self {
-        Self(Mutex::new(Some(bodies)))
-    }
-}
-
-/// The bodies in the call's bag, until [`Writer`] has written them.
-#[derive(Debug)]
-struct CallBodies(Vec<MessageBody>);
-
-impl Storable for CallBodies {
-    type Storer = StoreReplace<Self>;
-}
-
-/// Left by [`Writer`] in the call's bag: it wrote the call's [`Bodies`].
-#[derive(Debug)]
-struct WroteBodies;
-
-impl Storable for WroteBodies {
-    type Storer = StoreReplace<Self>;
-}
-
-impl Intercept for Bodies {
-    fn name(&self) -> &'static str {
-        "Bodies"
-    }
-
-    fn modify_before_serialization(
-        &self,
-        _: &mut BeforeSerializationInterceptorContextMut<'_>,
-        _: &RuntimeComponents,
-        cfg: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        let bodies = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
-        if let Some(bodies) = bodies {
-            cfg.interceptor_state().store_put(CallBodies(bodies));
-        }
-        Ok(())
-    }
-
-    fn read_after_serialization(
-        &self,
-        _: &aws_sdk_sqs::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
-        _: &RuntimeComponents,
-        cfg: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        if cfg.load::<WroteBodies>().is_some() {
-            Ok(())
-        } else {
-            Err("the call was written without its bodies (the client lacks SqsJson)".into())
-        }
     }
 }
 
@@ -554,7 +487,7 @@ mod tests {
             .queue_url(QUEUE_URL)
             .set_entries(Some(placeholders))
             .customize()
-            .interceptor(super::Bodies::new(bodies))
+            .interceptor(crate::sqs::wire::Bodies::new(bodies))
             .send()
             .await;
         assert!(result.is_err(), "the capture stops the call");
