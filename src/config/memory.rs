@@ -120,3 +120,125 @@ fn bound(given: &(String, String)) -> Result<NonZeroUsize, ConfigError> {
     let max = number(given, 1, 10_000_000)?;
     Ok(NonZeroUsize::new(max).unwrap_or(NonZeroUsize::MIN))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{QUEUE, load, setting_of};
+    use crate::memory::{MemoryKind, OnError};
+
+    #[test]
+    fn the_event_memory_is_local_unless_a_table_is_named() {
+        let base = [
+            ("BRIDGE_QUEUE_URL", QUEUE),
+            ("BRIDGE_API_KEYS", "key-aaaa-aaaa-aaaa"),
+        ];
+        let local = load(&base).unwrap().event_memory;
+        assert_eq!(local.kind, MemoryKind::Local);
+        assert_eq!(local.on_error, OnError::Refuse);
+
+        let with = |extra: &[(&'static str, &'static str)]| {
+            let mut pairs = base.to_vec();
+            pairs.extend_from_slice(extra);
+            pairs
+        };
+        let shared = load(&with(&[
+            ("BRIDGE_EVENT_MEMORY", "dynamodb"),
+            ("BRIDGE_EVENT_MEMORY_TABLE", "bridge-events"),
+            ("BRIDGE_EVENT_MEMORY_TTL", "90m"),
+            ("BRIDGE_EVENT_MEMORY_ON_ERROR", "forward"),
+        ]))
+        .unwrap()
+        .event_memory;
+        assert_eq!(
+            shared.kind,
+            MemoryKind::DynamoDb {
+                table: "bridge-events".into()
+            }
+        );
+        assert_eq!(shared.ttl, std::time::Duration::from_mins(90));
+        assert_eq!(shared.on_error, OnError::Forward);
+        let default_ttl = load(&with(&[
+            ("BRIDGE_EVENT_MEMORY", "dynamodb"),
+            ("BRIDGE_EVENT_MEMORY_TABLE", "bridge-events"),
+        ]))
+        .unwrap()
+        .event_memory
+        .ttl;
+        assert_eq!(default_ttl, std::time::Duration::from_hours(24));
+
+        // `local` with a TTL or a bound: records in the process, 5 minutes by default.
+        let timed = load(&with(&[("BRIDGE_EVENT_MEMORY_TTL", "2h")]))
+            .unwrap()
+            .event_memory;
+        let bounded = load(&with(&[("BRIDGE_EVENT_MEMORY_MAX_EVENTS", "50")]))
+            .unwrap()
+            .event_memory;
+        let events = |n| MemoryKind::Process {
+            max_events: std::num::NonZeroUsize::new(n).unwrap(),
+        };
+        assert_eq!(
+            (timed.kind, timed.ttl),
+            (events(100_000), std::time::Duration::from_hours(2))
+        );
+        assert_eq!(
+            (bounded.kind, bounded.ttl),
+            (events(50), std::time::Duration::from_mins(5))
+        );
+
+        for (bad, setting) in [
+            (
+                vec![("BRIDGE_EVENT_MEMORY", "redis")],
+                "BRIDGE_EVENT_MEMORY",
+            ),
+            (
+                vec![("BRIDGE_EVENT_MEMORY", "dynamodb")],
+                "BRIDGE_EVENT_MEMORY_TABLE",
+            ),
+            (
+                vec![("BRIDGE_EVENT_MEMORY_TABLE", "t-1")],
+                "BRIDGE_EVENT_MEMORY_TABLE",
+            ),
+            (
+                vec![
+                    ("BRIDGE_EVENT_MEMORY", "dynamodb"),
+                    ("BRIDGE_EVENT_MEMORY_TABLE", "no spaces"),
+                ],
+                "BRIDGE_EVENT_MEMORY_TABLE",
+            ),
+            (
+                vec![
+                    ("BRIDGE_EVENT_MEMORY", "dynamodb"),
+                    ("BRIDGE_EVENT_MEMORY_TABLE", "t-1"),
+                    ("BRIDGE_EVENT_MEMORY_TTL", "1m"),
+                ],
+                "BRIDGE_EVENT_MEMORY_TTL",
+            ),
+            (
+                vec![("BRIDGE_EVENT_MEMORY_TTL", "1 fortnight")],
+                "BRIDGE_EVENT_MEMORY_TTL",
+            ),
+            (
+                vec![("BRIDGE_EVENT_MEMORY_MAX_EVENTS", "0")],
+                "BRIDGE_EVENT_MEMORY_MAX_EVENTS",
+            ),
+            (
+                vec![("BRIDGE_EVENT_MEMORY_MAX_EVENTS", "lots")],
+                "BRIDGE_EVENT_MEMORY_MAX_EVENTS",
+            ),
+            (
+                vec![
+                    ("BRIDGE_EVENT_MEMORY", "dynamodb"),
+                    ("BRIDGE_EVENT_MEMORY_TABLE", "t-1"),
+                    ("BRIDGE_EVENT_MEMORY_MAX_EVENTS", "1000"),
+                ],
+                "BRIDGE_EVENT_MEMORY_MAX_EVENTS",
+            ),
+            (
+                vec![("BRIDGE_EVENT_MEMORY_ON_ERROR", "ignore")],
+                "BRIDGE_EVENT_MEMORY_ON_ERROR",
+            ),
+        ] {
+            assert_eq!(setting_of(&with(&bad)), setting, "{bad:?}");
+        }
+    }
+}
