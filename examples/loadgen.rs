@@ -236,6 +236,7 @@ fn main() {
     let rate: Option<f64> = std::env::args()
         .any(|a| a == "--rate")
         .then(|| arg("--rate", "0").parse().unwrap());
+    assert!(rate.is_none_or(|r| r > 0.0), "--rate must be above 0");
     let rest = url.strip_prefix("http://").expect("an http:// URL");
     let (host, path) = rest
         .split_once('/')

@@ -54,7 +54,8 @@ impl Records {
     ) -> Option<Stored> {
         let mut map = self.lock();
         expire(&mut map, now_ms);
-        if let Some(entry) = map.peek(&key.0) {
+        // (Expired but still held after the clock stepped back: as if absent.)
+        if let Some(entry) = map.peek(&key.0).filter(|e| e.expires_at_ms > now_ms) {
             return Some(entry.stored.clone());
         }
         if map.len() == map.cap().get()

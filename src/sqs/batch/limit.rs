@@ -10,7 +10,7 @@
 //!   back up to just below where SQS last pushed back; beyond it, one call per
 //!   [`PROBE`] at most, so a quota is probed a few times a second whatever the latency,
 //!   not every round trip (which at 20 ms per call meant a throttled call in every
-//!   dozen).
+//!   dozen); after [`CALM`] without push-back, one per round trip again.
 //! - **Throttled** (a call or an entry) **or a 5xx**: down to the calls in flight that
 //!   the rate SQS took over the last round trips needs (rate × round trip: the quota's
 //!   worth of calls, not a fixed fraction below it), at least one call less and at most
@@ -29,6 +29,8 @@ use crate::telemetry::metric;
 
 /// Growth beyond where SQS last pushed back: at most one call per this long.
 const PROBE: Duration = Duration::from_millis(250);
+/// No push-back for this long: SQS is calm, and growth beyond the ceiling need not probe.
+const CALM: Duration = Duration::from_secs(2);
 /// A slow SQS: a tenth less.
 const SLOWDOWN: f64 = 0.9;
 /// A call slower than this many baselines counts as SQS slowing down.
@@ -50,6 +52,8 @@ pub(super) enum Signal {
     Partial,
     /// Throttled (the call or an entry), or a 5xx.
     Congested,
+    /// No answer, or one that says nothing about SQS's load: ignored.
+    Failed,
 }
 
 #[derive(Debug)]
@@ -101,6 +105,9 @@ impl Limit {
 
     fn record_at(&mut self, now: Instant, rtt: Duration, signal: Signal, limited: bool) {
         let rtt = rtt.as_secs_f64();
+        if signal == Signal::Failed {
+            return;
+        }
         self.first_answer.get_or_insert(now);
         if signal == Signal::Congested {
             metrics::counter!(metric::SQS_THROTTLED).increment(1);
@@ -115,20 +122,24 @@ impl Limit {
         if rtt > baseline * SLOW {
             self.decrease_to(self.current * SLOWDOWN, now);
         } else if signal == Signal::Full && rtt <= baseline * NEAR && limited {
-            self.grow(baseline);
+            self.grow(baseline, now);
         }
         self.publish();
     }
 
     /// `allowed` calls end per round trip: one more per call doubles the limit per round
     /// trip, 1/limit per call adds about one, and that times round trip / [`PROBE`] adds
-    /// one per [`PROBE`].
-    fn grow(&mut self, baseline: f64) {
+    /// one per [`PROBE`]. Probing only while SQS pushed back lately ([`CALM`]): after a
+    /// passing fault left the ceiling low, a calm SQS is regained a call per round trip.
+    fn grow(&mut self, baseline: f64, now: Instant) {
         #[allow(clippy::cast_precision_loss)] // at most 256
         let max = self.max as f64;
+        let calm = self
+            .last_decrease
+            .is_none_or(|at| now.duration_since(at) >= CALM);
         let step = match self.ceiling {
             None => 1.0,
-            Some(ceiling) if self.current + 1.0 <= ceiling => 1.0 / self.current,
+            Some(ceiling) if calm || self.current + 1.0 <= ceiling => 1.0 / self.current,
             Some(_) => (baseline / PROBE.as_secs_f64()).min(1.0) / self.current,
         };
         self.current = (self.current + step).min(max);
@@ -308,6 +319,35 @@ mod tests {
         // Probing would add one call in 250 ms; below 15 it is one per round trip.
         run.saturate(3);
         assert!(run.limit.allowed() >= shrunk + 2, "{}", run.limit.allowed());
+    }
+
+    #[test]
+    fn after_a_passing_fault_left_it_at_one_a_calm_sqs_is_regained_per_round_trip() {
+        let mut run = Run::new(32);
+        run.throttled(); // 2 → 1, and growth beyond 1 probes
+        assert_eq!(run.limit.allowed(), 1);
+        run.saturate(50); // one second: probing, about 4 calls
+        let probed = run.limit.allowed();
+        assert!(probed <= 6, "{probed}");
+        run.saturate(100); // past CALM: a call per round trip
+        assert!(
+            run.limit.allowed() >= probed + 15,
+            "{}",
+            run.limit.allowed()
+        );
+    }
+
+    #[test]
+    fn failed_calls_tell_it_nothing() {
+        let mut run = Run::new(32);
+        run.saturate(2);
+        let before = (run.limit.allowed(), run.limit.baseline);
+        for _ in 0..10 {
+            run.now += Duration::from_secs(2);
+            run.limit
+                .record_at(run.now, Duration::from_secs(2), Signal::Failed, true);
+        }
+        assert_eq!((run.limit.allowed(), run.limit.baseline), before);
     }
 
     #[test]

@@ -183,11 +183,12 @@ async fn dispatch<S: SendBatch>(
         let control = Arc::clone(&control);
         tokio::spawn(async move {
             let started = Instant::now();
-            let (congested, again) = send(sink.as_ref(), batch.entries, &resubmit).await;
-            let signal = match (congested, full) {
-                (true, _) => Signal::Congested,
-                (false, true) => Signal::Full,
-                (false, false) => Signal::Partial,
+            let (answer, again) = send(sink.as_ref(), batch.entries, &resubmit).await;
+            let signal = match (answer, full) {
+                (Answer::Congested, _) => Signal::Congested,
+                (Answer::Failed, _) => Signal::Failed,
+                (Answer::Taken, true) => Signal::Full,
+                (Answer::Taken, false) => Signal::Partial,
             };
             {
                 let mut control = control.lock().expect("limit");
@@ -265,14 +266,25 @@ fn refused_for_an_entry(error: &SendError) -> bool {
     matches!(error, SendError::Invalid { .. })
 }
 
-/// One batch call, and each entry's answer. Whether SQS was congested (it throttled the
-/// call or an entry, or failed it on its side: 5xx), and the entries to send again after
-/// a pause.
+/// What a batch call's answer says about SQS, for [`limit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    /// SQS answered the call (entries may still have failed for their own reasons).
+    Taken,
+    /// It throttled the call or an entry, or failed it on its side (5xx).
+    Congested,
+    /// No answer from SQS (the network, a timeout) or one that says nothing about its
+    /// load (access, a missing queue): its latency and rate are not SQS's.
+    Failed,
+}
+
+/// One batch call, and each entry's answer: what it says about SQS, and the entries to
+/// send again after a pause.
 async fn send<S: SendBatch>(
     sink: &S,
     batch: Vec<Pending>,
     resubmit: &mpsc::UnboundedSender<Pending>,
-) -> (bool, Vec<Pending>) {
+) -> (Answer, Vec<Pending>) {
     let messages = batch.iter().map(|p| p.message.clone()).collect();
     let deadline = batch
         .iter()
@@ -294,7 +306,7 @@ async fn send<S: SendBatch>(
                 pending.alone = true;
                 let _ = resubmit.send(pending);
             }
-            (false, Vec::new())
+            (Answer::Taken, Vec::new())
         }
         Err(error) if retryable(&error) => {
             // SQS's trouble, not the events': again, with the same keys, while their
@@ -313,13 +325,18 @@ async fn send<S: SendBatch>(
                     again.push(pending);
                 }
             }
-            (congested, again)
+            let answer = if congested {
+                Answer::Congested
+            } else {
+                Answer::Failed
+            };
+            (answer, again)
         }
         Err(error) => {
             for pending in batch {
                 let _ = pending.reply.send(Err(error.clone()));
             }
-            (false, Vec::new())
+            (Answer::Failed, Vec::new())
         }
         Ok(results) => {
             let mut congested = false;
@@ -344,7 +361,12 @@ async fn send<S: SendBatch>(
                     }
                 }
             }
-            (congested, retries)
+            let answer = if congested {
+                Answer::Congested
+            } else {
+                Answer::Taken
+            };
+            (answer, retries)
         }
     }
 }
