@@ -150,7 +150,12 @@ impl Application {
             .as_ref()
             .map(|settings| {
                 let spool = Spool::open(settings)?;
-                spool.start_draining(queue.clone(), Arc::clone(&limits), config.forward_timeout);
+                spool.start_draining(
+                    queue.clone(),
+                    Arc::clone(&limits),
+                    config.forward_timeout,
+                    memory.clone(),
+                );
                 Ok::<_, StartupError>(spool)
             })
             .transpose()?;

@@ -25,9 +25,9 @@ use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::forward::event::sha256;
+use crate::forward::event::{ATTR_CONFLICTS_WITH, body_digest, sha256};
 use crate::forward::keys::DeduplicationId;
-use crate::sqs::Receipt;
+use crate::sqs::{OutgoingMessage, Receipt};
 use crate::telemetry::metric;
 
 pub use dynamo::{MemoryError, Table};
@@ -83,6 +83,29 @@ impl EventKey {
     #[must_use]
     pub fn hex(&self) -> String {
         hex::encode(self.0)
+    }
+
+    /// The key a message's record has, found again from the message alone (for the
+    /// spool's drainer): its identity, and its body too when it was queued as a conflict.
+    /// `None` for a body that no longer parses (the bridge parsed it on arrival).
+    #[must_use]
+    pub fn of_message(message: &OutgoingMessage) -> Option<Self> {
+        let body = message.body.as_bytes();
+        let parsed = crate::forward::event::parse(body).ok()?;
+        let key = Self(crate::forward::dedup::identity_digest(
+            &message.group_id,
+            &parsed,
+            body,
+        ));
+        let conflict = message
+            .attributes
+            .iter()
+            .any(|(name, _)| *name == ATTR_CONFLICTS_WITH);
+        Some(if conflict {
+            key.with_body(&body_digest(body))
+        } else {
+            key
+        })
     }
 
     /// The key of an event whose identity another body already holds: its identity

@@ -17,8 +17,11 @@ use tokio::sync::Notify;
 use super::part::{self, Part};
 use super::record;
 use super::state::{Entry, Group, Key, PartState, State};
+use crate::memory::{EventKey, EventMemory};
 use crate::sqs::limits::MAX_BATCH_ENTRIES;
-use crate::sqs::{EntryResult, OutgoingMessage, QueueLimits, SendBatch, SendError, SqsQueue};
+use crate::sqs::{
+    EntryResult, OutgoingMessage, QueueLimits, Receipt, SendBatch, SendError, SqsQueue,
+};
 use crate::telemetry::metric;
 
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
@@ -32,6 +35,8 @@ pub(super) struct Drainer {
     pub queue: SqsQueue,
     pub limits: Arc<QueueLimits>,
     pub forward_timeout: Duration,
+    /// Told when a spooled event reaches SQS, so a repeat gets SQS's answer.
+    pub memory: Option<EventMemory>,
 }
 
 /// A record read back for sending.
@@ -112,8 +117,13 @@ pub(super) async fn run(drainer: Drainer) {
                 let mut sent = 0u64;
                 for (record, result) in intact.into_iter().zip(results) {
                     match result {
-                        EntryResult::Sent(_) => {
+                        EntryResult::Sent(receipt) => {
                             sent += 1;
+                            if let (Some(memory), Some(message)) =
+                                (&drainer.memory, &record.message)
+                            {
+                                mark_sent(memory, message, receipt);
+                            }
                             done.push(record);
                         }
                         EntryResult::Failed(SendError::Invalid { code, .. }) => {
@@ -164,6 +174,21 @@ pub(super) async fn run(drainer: Drainer) {
             }
         }
     }
+}
+
+/// Marks a drained event's record in the event memory `sent` (in the background: the
+/// drain does not wait on the table). On failure it stays `spooled`, logged: a repeat is
+/// still answered `duplicate`, only without SQS's ids.
+fn mark_sent(memory: &EventMemory, message: &OutgoingMessage, receipt: Receipt) {
+    let Some(key) = EventKey::of_message(message) else {
+        return;
+    };
+    let memory = memory.clone();
+    tokio::spawn(async move {
+        if let Err(error) = memory.sent(&key, &receipt).await {
+            tracing::warn!(error = %error, "spool: could not record a drained event in the event memory");
+        }
+    });
 }
 
 /// How long a group waits after one of its records could not be read or kept.

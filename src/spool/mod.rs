@@ -128,12 +128,14 @@ impl Spool {
         })
     }
 
-    /// Starts the drainer on the current Tokio runtime.
+    /// Starts the drainer on the current Tokio runtime; it marks each event it drains
+    /// `sent` in `memory`, if any.
     pub fn start_draining(
         &self,
         queue: SqsQueue,
         limits: Arc<QueueLimits>,
         forward_timeout: Duration,
+        memory: Option<crate::memory::EventMemory>,
     ) {
         tokio::spawn(drain::run(drain::Drainer {
             state: Arc::clone(&self.inner.state),
@@ -143,6 +145,7 @@ impl Spool {
             queue,
             limits,
             forward_timeout,
+            memory,
         }));
     }
 

@@ -395,8 +395,9 @@ async fn an_unreachable_memory_refuses_or_forwards_as_configured() {
 }
 
 /// A spooled event's record says so: a repeat on another replica is answered
-/// `duplicate` without calling SQS (during the outage it would have got `503`), and the
-/// drain queues the event once.
+/// `duplicate` without calling SQS (during the outage it would have got `503`), the
+/// drain queues the event once and marks the record sent, and a repeat then gets SQS's
+/// message id.
 #[tokio::test]
 async fn a_spooled_event_is_a_duplicate_on_every_replica_and_queued_once_by_the_drain() {
     let moto = Moto::start().await;
@@ -449,11 +450,25 @@ async fn a_spooled_event_is_a_duplicate_on_every_replica_and_queued_once_by_the_
         assert!(Instant::now() < deadline, "the spool was not drained");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // The drainer marks the record sent: a repeat now gets SQS's message id.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while moto.records().await != [(dedup.clone(), "sent".to_owned())] {
+        assert!(
+            Instant::now() < deadline,
+            "the drainer did not mark the record sent"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let (_, after) = second.post(&event).await;
     assert_eq!(after["status"], "duplicate");
     let stored = fake.stored();
     assert_eq!(stored.len(), 1, "queued once: {stored:?}");
     assert_eq!(stored[0].deduplication_id, dedup);
+    assert_eq!(
+        after["message_id"].as_str(),
+        Some(stored[0].message_id.as_str()),
+        "{after}"
+    );
     drop((first, second));
     let _ = std::fs::remove_dir_all(dir);
 }
