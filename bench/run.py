@@ -395,7 +395,7 @@ def burst(seconds=3.0, rate=6000):
                 finally:
                     proc.send_signal(signal.SIGTERM)
                     proc.wait(timeout=60)
-                stats_stored = json.load(urllib.request.urlopen(f"http://{REAL_FAKE}/stats"))["stored"]
+                stats_stored, _ = fake_stats(REAL_FAKE)
             finally:
                 fake.send_signal(signal.SIGINT)
                 fake.wait(timeout=10)

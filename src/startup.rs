@@ -113,16 +113,10 @@ impl Application {
     /// at a fake SQS), with an event memory in the process: a configuration naming the
     /// shared one is refused (it is built by [`Self::build`], for the binary).
     pub fn build_with_queue(config: &Config, queue: SqsQueue) -> Result<Self, StartupError> {
-        let memory = match config.event_memory.kind {
-            MemoryKind::DynamoDb { .. } => return Err(StartupError::SharedMemoryNeedsBuild),
-            MemoryKind::Local => None,
-            MemoryKind::Process { max_events } => Some(EventMemory::in_process(
-                max_events,
-                config.event_memory.ttl,
-                config.forward_timeout,
-            )),
-        };
-        Self::assemble(config, queue, memory, load_tls(config)?)
+        if matches!(config.event_memory.kind, MemoryKind::DynamoDb { .. }) {
+            return Err(StartupError::SharedMemoryNeedsBuild);
+        }
+        Self::assemble(config, queue, in_process_memory(config), load_tls(config)?)
     }
 
     fn assemble(
@@ -372,21 +366,26 @@ async fn shutdown_signal() {
 /// table's calls get the forward budget: they come before the SQS call, which has its own.
 pub async fn event_memory(config: &Config) -> Option<EventMemory> {
     let settings = &config.event_memory;
-    match &settings.kind {
-        MemoryKind::Local => None,
-        MemoryKind::Process { max_events } => Some(EventMemory::in_process(
-            *max_events,
-            settings.ttl,
-            config.forward_timeout,
-        )),
-        MemoryKind::DynamoDb { table } => {
-            let table = Table::from_env(table.clone(), config.forward_timeout).await;
-            Some(EventMemory::shared(
-                table,
-                settings.ttl,
-                config.forward_timeout,
-                settings.on_error,
-            ))
-        }
-    }
+    let MemoryKind::DynamoDb { table } = &settings.kind else {
+        return in_process_memory(config);
+    };
+    let table = Table::from_env(table.clone(), config.forward_timeout).await;
+    Some(EventMemory::shared(
+        table,
+        settings.ttl,
+        config.forward_timeout,
+        settings.on_error,
+    ))
+}
+
+/// The event memory in the process, with `local` and a TTL or a bound.
+fn in_process_memory(config: &Config) -> Option<EventMemory> {
+    let MemoryKind::Process { max_events } = config.event_memory.kind else {
+        return None;
+    };
+    Some(EventMemory::in_process(
+        max_events,
+        config.event_memory.ttl,
+        config.forward_timeout,
+    ))
 }

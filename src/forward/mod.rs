@@ -77,7 +77,7 @@ impl Pipeline {
     ) -> (crate::memory::EventKey, [u8; 32]) {
         let body = event.body.as_bytes();
         (
-            crate::memory::EventKey(dedup::identity_digest(group_id, &event.parsed, body)),
+            crate::memory::EventKey::of(group_id, &event.parsed, body),
             event::body_digest(body),
         )
     }

@@ -25,8 +25,8 @@ use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::forward::event::{ATTR_CONFLICTS_WITH, body_digest, sha256};
-use crate::forward::keys::DeduplicationId;
+use crate::forward::event::{ATTR_CONFLICTS_WITH, ParsedEvent, body_digest, sha256};
+use crate::forward::keys::{DeduplicationId, MessageGroupId};
 use crate::sqs::{OutgoingMessage, Receipt};
 use crate::telemetry::metric;
 
@@ -85,6 +85,12 @@ impl EventKey {
         hex::encode(self.0)
     }
 
+    /// The key of an event in `group`: its identity.
+    #[must_use]
+    pub fn of(group: &MessageGroupId, event: &ParsedEvent, body: &[u8]) -> Self {
+        Self(crate::forward::dedup::identity_digest(group, event, body))
+    }
+
     /// The key a message's record has, found again from the message alone (for the
     /// spool's drainer): its identity, and its body too when it was queued as a conflict.
     /// `None` for a body that no longer parses (the bridge parsed it on arrival).
@@ -92,11 +98,7 @@ impl EventKey {
     pub fn of_message(message: &OutgoingMessage) -> Option<Self> {
         let body = message.body.as_bytes();
         let parsed = crate::forward::event::parse(body).ok()?;
-        let key = Self(crate::forward::dedup::identity_digest(
-            &message.group_id,
-            &parsed,
-            body,
-        ));
+        let key = Self::of(&message.group_id, &parsed, body);
         let conflict = message
             .attributes
             .iter()

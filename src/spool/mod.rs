@@ -14,6 +14,7 @@
 //! as without the spool) goes into the spool; it is answered `200` with `"spooled"`
 //! once its record is synced, and `503` if the spool is full or the disk fails.
 
+mod adopt;
 mod drain;
 mod part;
 mod record;
@@ -109,7 +110,7 @@ impl Spool {
             segments: std::collections::BTreeMap::new(),
         });
         let state = Arc::new(Mutex::new(state));
-        drain::adopt_all(&settings.dir, &state).map_err(fail)?;
+        adopt::adopt_all(&settings.dir, &state).map_err(fail)?;
         let wake_drainer = Arc::new(Notify::new());
         let writer =
             writer::Writer::new(own_path, 0, Arc::clone(&state), Arc::clone(&wake_drainer));
